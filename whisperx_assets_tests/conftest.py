@@ -26,3 +26,48 @@ def dialogue(tmp_path_factory) -> Recording:
 def sample() -> Recording:
     """pyannote.audio's bundled telephone sample (30 s, two real speakers, STM reference)."""
     return pyannote_sample()
+
+
+@pytest.fixture(scope="session")
+def speech_config(tmp_path_factory):
+    from whisperx_assets.speech import SpeechConfig
+
+    return SpeechConfig.from_env(cache_dir=tmp_path_factory.mktemp("speech-cache"))
+
+
+@pytest.fixture(scope="session")
+def engine(speech_config):
+    """One engine for the whole session: each real model loads once."""
+    from whisperx_assets.speech import SpeechEngine
+
+    engine = SpeechEngine(speech_config)
+    yield engine
+    engine.release()
+
+
+def read_audio(path):
+    import soundfile as sf
+
+    audio, rate = sf.read(path, dtype="float32")
+    assert rate == 16_000 and audio.ndim == 1
+    return audio
+
+
+@pytest.fixture(scope="session")
+def dialogue_audio(dialogue):
+    return read_audio(dialogue.path)
+
+
+@pytest.fixture(scope="session")
+def sample_audio(sample):
+    return read_audio(sample.path)
+
+
+@pytest.fixture(scope="session")
+def dialogue_transcript(engine, dialogue_audio):
+    return engine.transcribe(dialogue_audio)
+
+
+@pytest.fixture(scope="session")
+def sample_transcript(engine, sample_audio):
+    return engine.transcribe(sample_audio)

@@ -1,7 +1,8 @@
 """Engine configuration: every option users set on whisperX today, with defaults from the environment.
 
 Names follow whisperX's CLI (`beam_size`, `vad_onset`, `min_speakers`, ...). Environment variables are the
-upper-case names (`WHISPER_MODEL`, `DEVICE`, `COMPUTE_TYPE`, `BATCH_SIZE`, `DEFAULT_LANG`, `HF_TOKEN`, ...).
+upper-case names (`WHISPER_MODEL`, `DEVICE`, `COMPUTE_TYPE`, `BATCH_SIZE`, `HF_TOKEN`, ...), except
+`DEFAULT_LANG` for `language` and `WHISPERX_ASSETS_CACHE` for `cache_dir`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ COMPUTE_TYPES = ("auto", "default", "float16", "float32", "int8", "int8_float16"
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("WHISPERX_ASSETS_CACHE", Path.home() / ".cache" / "whisperx-assets"))
+    return Path.home() / ".cache" / "whisperx-assets"
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,9 @@ class SpeechConfig:
     max_duration_seconds: float = 6 * 3600.0
 
     def __post_init__(self):
+        object.__setattr__(self, "cache_dir", Path(self.cache_dir))
+        object.__setattr__(self, "temperatures", tuple(self.temperatures))
+        object.__setattr__(self, "suppress_tokens", tuple(self.suppress_tokens))
         problems = []
 
         def check(ok: bool, message: str):
@@ -106,23 +110,23 @@ class SpeechConfig:
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "SpeechConfig":
         """Defaults from environment variables named after the fields in upper case.
 
-        WHISPER_MODEL, DEVICE, COMPUTE_TYPE, BATCH_SIZE, DEFAULT_LANG (or LANGUAGE), HF_TOKEN and the rest:
+        WHISPER_MODEL, DEVICE, COMPUTE_TYPE, BATCH_SIZE, DEFAULT_LANG, HF_TOKEN and the rest:
         see the README's configuration table.
         """
         env = os.environ if environ is None else environ
-        aliases = {"language": "DEFAULT_LANG"}
+        aliases = {"language": "DEFAULT_LANG", "cache_dir": "WHISPERX_ASSETS_CACHE"}
         values: dict = {}
         for f in dataclasses.fields(cls):
             name = aliases.get(f.name, f.name.upper())
             raw = env.get(name)
             if raw is None or raw == "":
                 continue
-            values[f.name] = _parse(f.name, f.type, raw)
+            values[f.name] = _parse(name, f.type, raw)
         values.update(overrides)
         return cls(**values)
 
 
-def _parse(name: str, type_: str, raw: str):
+def _parse(env_name: str, type_: str, raw: str):
     t = str(type_)
     try:
         if t.startswith("tuple[float"):
@@ -143,4 +147,4 @@ def _parse(name: str, type_: str, raw: str):
             return Path(raw)
         return raw
     except ValueError:
-        raise ValueError(f"environment variable {name.upper()}={raw!r} is not a valid {t}") from None
+        raise ValueError(f"environment variable {env_name}={raw!r} is not a valid {t}") from None

@@ -1,0 +1,38 @@
+# whisperx-assets: `make run` and `make test` install whatever a fresh machine lacks first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+APT_PACKAGES := ffmpeg espeak-ng sox
+export PYANNOTE_METRICS_ENABLED ?= 0
+export UV_LINK_MODE ?= copy
+
+.PHONY: help install system-packages uv venv test run
+
+help:
+	@echo "make run      install what is missing, then process the bundled sample recording"
+	@echo "make test     install what is missing, then run the whole test suite"
+	@echo "make install  only install (idempotent)"
+
+install: system-packages venv
+
+system-packages:
+	@missing=""; for p in ffmpeg espeak-ng sox; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	fi
+
+uv:
+	@command -v uv >/dev/null || [ -x "$(UV)" ] || python3 -m pip install --quiet uv || python3 -m pip install --quiet --user uv
+
+venv: uv
+	@"$$(command -v uv || echo $(UV))" sync --frozen --quiet
+
+test: install
+	@"$$(command -v uv || echo $(UV))" run --frozen --no-sync pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+SAMPLE := .venv/lib/python3.11/site-packages/pyannote/audio/sample/sample.wav
+FILES ?= $(SAMPLE)
+run: install
+	@"$$(command -v uv || echo $(UV))" run --frozen --no-sync python -m whisperx_assets.speech --out media/out $(FILES)

@@ -1,0 +1,258 @@
+"""Word timings for a transcript.
+
+Backends, all returning the same frames (sentence-level segments and words):
+- `wav2vec2`: whisperX's own forced alignment (`whisperx.load_align_model` + `whisperx.align`): torchaudio
+  bundles or Hugging Face CTC models. Needs the model cached or the hub; the best quality online.
+- `pocketsphinx`: CMU PocketSphinx forced alignment with its bundled en-us acoustic model (English, offline).
+- `whisper`: Whisper's own cross-attention word timings (faster-whisper's DTW), forced to the transcript
+  text; any language the Whisper model knows, offline.
+
+With `align_backend="auto"` the configured (or whisperX's default) wav2vec2 model is used when it loads
+without a download; otherwise pocketsphinx for English, else whisper. The backend used is recorded.
+Words without timings (numbers, symbols, unknown words) get times by `interpolate_method`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from whisperx_assets.speech.config import SpeechConfig
+from whisperx_assets.speech.errors import ModelUnavailableError
+from whisperx_assets.speech.frames import StageFacts, segments_frame, to_whisperx_result, words_frame
+from whisperx_assets.speech.models import hub_offline, resolve_device
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16_000
+LANGUAGES_WITHOUT_SPACES = ("ja", "zh")  # as in whisperX: one "word" per character
+
+
+@dataclasses.dataclass
+class AlignmentResult:
+    segments: pd.DataFrame
+    words: pd.DataFrame
+    facts: StageFacts
+
+
+# --- sentence splitting without an NLTK download ---------------------------------------------------
+
+PUNKT_FILES = ("collocations.tab", "sent_starters.txt", "abbrev_types.txt", "ortho_context.tab")
+
+
+def ensure_punkt(language: str, cache_dir: Path) -> str:
+    """Make `tokenizers/punkt_tab/<lang>/` loadable so whisperX never calls `nltk.download`.
+
+    The trained tables are used when NLTK data is installed (NLTK_DATA); otherwise an untrained Punkt
+    model (empty tables: splits at sentence punctuation, knows no abbreviations) is written to the cache.
+    Returns the Punkt language name.
+    """
+    import nltk
+    from whisperx.utils import PUNKT_LANGUAGES
+
+    punkt_lang = PUNKT_LANGUAGES.get(language, "english")
+    try:
+        nltk.data.find(f"tokenizers/punkt_tab/{punkt_lang}/")
+        return punkt_lang
+    except LookupError:
+        pass
+    root = cache_dir / "nltk_data"
+    folder = root / "tokenizers" / "punkt_tab" / punkt_lang
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in PUNKT_FILES:
+        (folder / name).touch()
+    if str(root) not in nltk.data.path:
+        nltk.data.path.append(str(root))
+    log.info("no trained Punkt tables for %s: using an untrained sentence splitter", punkt_lang)
+    return punkt_lang
+
+
+def sentence_spans(text: str, language: str, cache_dir: Path) -> list[tuple[int, int]]:
+    from nltk.tokenize import PunktTokenizer
+
+    return list(PunktTokenizer(ensure_punkt(language, cache_dir)).span_tokenize(text))
+
+
+# --- backends ---------------------------------------------------------------------------------------
+
+
+def _split_words(text: str, language: str) -> list[tuple[str, int, int]]:
+    """(word, start char, end char) as whisperX splits: on spaces, or per character for ja/zh."""
+    if language in LANGUAGES_WITHOUT_SPACES:
+        return [(c, i, i + 1) for i, c in enumerate(text) if not c.isspace()]
+    return [(m.group(), m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+
+
+def _pocketsphinx_word_times(audio: np.ndarray, words: list[str], decoders) -> list[tuple[float, float, float] | None]:
+    """Forced alignment of `words` in `audio`; None for words not in the dictionary (or on failure).
+
+    `decoders` are tried in order: the first allows optional silences between words (more precise), the
+    second does not and finds a path where the first sometimes finds none.
+    """
+    keys = [re.sub(r"[^a-z']", "", w.lower()).strip("'") for w in words]
+    known = [i for i, k in enumerate(keys) if k and decoders[0].lookup_word(k) is not None]
+    times: list[tuple[float, float, float] | None] = [None] * len(words)
+    if not known:
+        return times
+    pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes()
+    for decoder in decoders:
+        decoder.set_align_text(" ".join(keys[i] for i in known))
+        decoder.start_utt()
+        decoder.process_raw(pcm, full_utt=True)
+        decoder.end_utt()
+        segments = decoder.seg()
+        aligned = [s for s in segments or [] if not s.word.startswith(("<", "["))]
+        if len(aligned) == len(known):
+            frame = 0.01  # pocketsphinx's default frame rate is 100 per second
+            for i, seg in zip(known, aligned):
+                times[i] = (seg.start_frame * frame, (seg.end_frame + 1) * frame, float(seg.prob))
+            return times
+    log.warning("pocketsphinx found no alignment for %d words", len(known))
+    return times
+
+
+class Aligner:
+    """A loaded alignment backend; call it with a transcript's segments and the audio."""
+
+    def __init__(self, config: SpeechConfig, language: str, whisper_model=None):
+        self.language = language
+        self.device, _ = resolve_device(config.device, "auto")
+        self.cache_dir = config.cache_dir
+        self.whisper_model = whisper_model  # the transcriber's loaded faster-whisper model, for `whisper`
+        self.backend, self.model_name = self._choose(config)
+
+    @staticmethod
+    def load_key(config: SpeechConfig, language: str) -> tuple:
+        return (config.align_backend, config.align_model, config.device, language)
+
+    def _choose(self, config: SpeechConfig) -> tuple[str, str]:
+        wanted = config.align_backend
+        if wanted in ("auto", "wav2vec2"):
+            try:
+                return "wav2vec2", self._load_wav2vec2(config, must_be_cached=wanted == "auto" and not config.align_model)
+            except ModelUnavailableError as exc:
+                if wanted == "wav2vec2" or config.align_model:
+                    if wanted == "wav2vec2":
+                        raise
+                    log.warning("%s; falling back to an offline aligner", exc)
+        if wanted == "pocketsphinx" or (wanted == "auto" and self.language == "en"):
+            if self.language != "en":
+                raise ModelUnavailableError(f"the pocketsphinx aligner is English only; the transcript is {self.language!r}")
+            from pocketsphinx import Decoder
+
+            # Wide beams: with the defaults, alignments of more than ~10 s of speech find no path.
+            self.decoders = [Decoder(samprate=SAMPLE_RATE, bestpath=False, loglevel="FATAL", fsgusefiller=filler,
+                                     beam=1e-100, pbeam=1e-100, wbeam=1e-80) for filler in (True, False)]
+            return "pocketsphinx", "pocketsphinx:en-us"
+        if self.whisper_model is None:
+            raise ModelUnavailableError("the whisper aligner needs the loaded Whisper model")
+        return "whisper", "whisper-cross-attention"
+
+    def _load_wav2vec2(self, config: SpeechConfig, must_be_cached: bool) -> str:
+        import whisperx
+        from whisperx.alignment import DEFAULT_ALIGN_MODELS_HF, DEFAULT_ALIGN_MODELS_TORCH
+
+        name = config.align_model or DEFAULT_ALIGN_MODELS_TORCH.get(self.language) or DEFAULT_ALIGN_MODELS_HF.get(self.language)
+        if name is None:
+            raise ModelUnavailableError(f"whisperX has no default alignment model for language {self.language!r}")
+        if name in DEFAULT_ALIGN_MODELS_TORCH.values() and (must_be_cached or hub_offline()):
+            # torchaudio bundles download through torch.hub when missing: only use one already there.
+            import torch
+
+            bundle_file = Path(torch.hub.get_dir()) / "checkpoints"
+            if not any(bundle_file.glob(f"*{name.lower().split('_')[0]}*")):
+                raise ModelUnavailableError(f"alignment model {name} is not in the torch hub cache ({bundle_file}); "
+                                            "pre-place it, or set ALIGN_MODEL to a local wav2vec2 CTC folder")
+        try:
+            self.model, self.metadata = whisperx.load_align_model(
+                self.language, self.device, model_name=name,
+                model_cache_only=must_be_cached or hub_offline())
+        except Exception as exc:
+            raise ModelUnavailableError(
+                f"alignment model {name!r} could not be loaded ({type(exc).__name__}: {exc}). Set ALIGN_MODEL to a "
+                "local wav2vec2 CTC model folder or a cached Hugging Face id (HF_HOME, HF_TOKEN), or use "
+                "ALIGN_BACKEND=pocketsphinx (English) / whisper (any language)") from exc
+        return name
+
+    def __call__(self, segments: pd.DataFrame, audio: np.ndarray, config: SpeechConfig) -> AlignmentResult:
+        started = time.perf_counter()
+        if self.backend == "wav2vec2":
+            import whisperx
+
+            ensure_punkt(self.language, self.cache_dir)
+            transcript = to_whisperx_result(segments)["segments"]
+            result = whisperx.align(transcript, self.model, self.metadata, audio, self.device,
+                                    interpolate_method=config.interpolate_method,
+                                    return_char_alignments=config.return_char_alignments)
+            aligned = result["segments"]
+        else:
+            aligned = [s for row in segments.itertuples(index=False) for s in self._align_segment(row, audio, config)]
+        facts = StageFacts(stage="alignment", model=self.model_name, backend=self.backend, device=self.device,
+                           language=self.language, audio_seconds=len(audio) / SAMPLE_RATE,
+                           wall_seconds=time.perf_counter() - started)
+        return AlignmentResult(segments_frame(aligned), words_frame(aligned), facts)
+
+    def _align_segment(self, row, audio: np.ndarray, config: SpeechConfig) -> list[dict]:
+        text = str(row.text)
+        words = _split_words(text, self.language)
+        if not words:
+            return []
+        first, last = int(row.start * SAMPLE_RATE), int(row.end * SAMPLE_RATE)
+        chunk = audio[first:last]
+        if self.backend == "pocketsphinx":
+            times = _pocketsphinx_word_times(chunk, [w for w, _, _ in words], self.decoders)
+        else:
+            times = self._whisper_word_times(chunk, text, len(words))
+        frame = pd.DataFrame({
+            "start": [t[0] + row.start if t else np.nan for t in times],
+            "end": [t[1] + row.start if t else np.nan for t in times],
+            "score": [t[2] if t else np.nan for t in times],
+        })
+        if frame["start"].isna().all() and config.interpolate_method != "ignore":
+            # Nothing aligned (no known word, or no path): spread the words over the segment by length.
+            edges = row.start + (row.end - row.start) * np.cumsum([0] + [len(w) + 1 for w, _, _ in words]) / (len(text) + 1)
+            frame["start"], frame["end"] = edges[:-1], edges[1:]
+        elif config.interpolate_method != "ignore":
+            from whisperx.utils import interpolate_nans
+
+            frame["start"] = interpolate_nans(frame["start"], method=config.interpolate_method)
+            frame["end"] = interpolate_nans(frame["end"], method=config.interpolate_method)
+        word_dicts = [{"word": w, "start": s, "end": e, "score": sc}
+                      for (w, _, _), s, e, sc in zip(words, frame["start"], frame["end"], frame["score"])]
+        # One output segment per sentence, as whisperX's own aligner does.
+        sentences = []
+        for s_start, s_end in sentence_spans(text, self.language, self.cache_dir):
+            members = [wd for wd, (_, c0, c1) in zip(word_dicts, words) if c0 >= s_start and c1 <= s_end]
+            timed = [wd for wd in members if not np.isnan(wd["start"])]
+            sentences.append({
+                "text": text[s_start:s_end],
+                "start": round(float(timed[0]["start"]), 3) if timed else row.start,
+                "end": round(float(timed[-1]["end"]), 3) if timed else row.end,
+                "words": [{k: (round(float(v), 3) if k != "word" and not np.isnan(v) else v) for k, v in wd.items()}
+                          for wd in members],
+            })
+        return sentences
+
+    def _whisper_word_times(self, chunk: np.ndarray, text: str, n_words: int) -> list[tuple[float, float, float] | None]:
+        from faster_whisper.tokenizer import Tokenizer
+        from whisperx.audio import N_SAMPLES, log_mel_spectrogram
+
+        model = self.whisper_model
+        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=self.language)
+        chunk = chunk[:N_SAMPLES]
+        n_mels = model.feat_kwargs.get("feature_size") or 80
+        mel = log_mel_spectrogram(chunk, n_mels=n_mels, padding=N_SAMPLES - chunk.shape[0])
+        encoded = model.encode(mel)
+        alignment = model.find_alignment(tokenizer, [tokenizer.encode(" " + text.strip())], encoded,
+                                         num_frames=len(chunk) // 160)[0]
+        whisper_words = [w for w in alignment if w["word"].strip()]
+        if len(whisper_words) != n_words:
+            # Whisper's word split differs from the whitespace split (rare): leave these to interpolation.
+            return [None] * n_words
+        return [(float(w["start"]), float(w["end"]), float(w["probability"])) for w in whisper_words]

@@ -1,0 +1,138 @@
+"""The speech engine: every whisperX stage over plain data, with each model loaded once and reused.
+
+    engine = SpeechEngine(SpeechConfig.from_env())
+    result = engine.process("meeting.mp4")          # all stages
+    result.combined.words                           # DataFrame: word, start, end, score, speaker, ...
+
+Stages can also be called one by one (`load`, `transcribe`, `align`, `diarize`, `combine`), which is what
+the Dagster assets do. A per-call `config` overrides options (language, speakers, decoding options)
+without reloading models unless a model-defining option changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from whisperx_assets.speech.align import Aligner, AlignmentResult
+from whisperx_assets.speech.combine import CombinedResult, assign_speakers
+from whisperx_assets.speech.config import SpeechConfig
+from whisperx_assets.speech.frames import StageFacts, facts_frame, turns_frame
+from whisperx_assets.speech.media import SAMPLE_RATE, MediaInfo, load_media
+from whisperx_assets.speech.transcribe import Transcriber, TranscriptResult
+
+os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")  # pyannote.audio 4 sends usage telemetry otherwise
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class DiarizationResult:
+    turns: pd.DataFrame
+    facts: StageFacts
+
+
+@dataclasses.dataclass
+class ProcessResult:
+    media: MediaInfo
+    transcript: TranscriptResult
+    alignment: AlignmentResult
+    diarization: DiarizationResult | None
+    combined: CombinedResult | None
+
+    @property
+    def facts(self) -> pd.DataFrame:
+        stages = [self.transcript, self.alignment, self.diarization, self.combined]
+        return facts_frame([s.facts for s in stages if s is not None])
+
+
+class SpeechEngine:
+    def __init__(self, config: SpeechConfig | None = None):
+        self.config = config or SpeechConfig.from_env()
+        self._models: dict[tuple, object] = {}
+        self.load_seconds: dict[str, float] = {}  # model load time per kind, for run facts and the benchmark
+
+    def _model(self, kind: str, key: tuple, factory: Callable[[], object]):
+        full_key = (kind, *key)
+        if full_key not in self._models:
+            # One model of each kind stays loaded: switching options frees the old one first.
+            for old in [k for k in self._models if k[0] == kind]:
+                del self._models[old]
+            started = time.perf_counter()
+            self._models[full_key] = factory()
+            self.load_seconds[kind] = self.load_seconds.get(kind, 0.0) + time.perf_counter() - started
+        return self._models[full_key]
+
+    def release(self) -> None:
+        """Drop every loaded model and free accelerator memory."""
+        self._models.clear()
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+
+    # --- stages ---------------------------------------------------------------------------------
+
+    def load(self, path: str | Path, config: SpeechConfig | None = None) -> tuple[MediaInfo, np.ndarray]:
+        return load_media(path, config or self.config)
+
+    def transcriber(self, config: SpeechConfig | None = None) -> Transcriber:
+        config = config or self.config
+        return self._model("transcriber", Transcriber.load_key(config), lambda: Transcriber(config))
+
+    def transcribe(self, audio: np.ndarray, config: SpeechConfig | None = None) -> TranscriptResult:
+        config = config or self.config
+        return self.transcriber(config)(audio, config)
+
+    def align(self, segments: pd.DataFrame, audio: np.ndarray, language: str,
+              config: SpeechConfig | None = None) -> AlignmentResult:
+        config = config or self.config
+
+        def load():
+            # The whisper backend reuses the transcriber's model instead of loading a second copy.
+            needs_whisper = config.align_backend == "whisper" or (config.align_backend == "auto" and language != "en")
+            whisper = self.transcriber(config).pipeline.model if needs_whisper else None
+            return Aligner(config, language, whisper)
+
+        return self._model("aligner", Aligner.load_key(config, language), load)(segments, audio, config)
+
+    def diarize(self, audio: np.ndarray, config: SpeechConfig | None = None) -> DiarizationResult:
+        from whisperx_assets.speech.diarize import load_diarizer
+
+        config = config or self.config
+        key = (config.diarization_model, bool(config.hf_token), config.device)
+        diarizer = self._model("diarizer", key, lambda: load_diarizer(config))
+        started = time.perf_counter()
+        turns = diarizer(audio, num_speakers=config.num_speakers, min_speakers=config.min_speakers,
+                         max_speakers=config.max_speakers)
+        turns = turns_frame(turns.to_dict("records"))
+        facts = StageFacts(stage="diarization", model=config.diarization_model if "pretrained" in diarizer.backend else "-",
+                           backend=diarizer.backend, device=diarizer.device, audio_seconds=len(audio) / SAMPLE_RATE,
+                           wall_seconds=time.perf_counter() - started, speakers=int(turns["speaker"].nunique()))
+        return DiarizationResult(turns, facts)
+
+    def combine(self, alignment: AlignmentResult, diarization: DiarizationResult) -> CombinedResult:
+        return assign_speakers(alignment.segments, alignment.words, diarization.turns, alignment.facts.audio_seconds)
+
+    def process(self, path: str | Path, config: SpeechConfig | None = None) -> ProcessResult:
+        """Every stage for one media file."""
+        config = config or self.config
+        info, audio = self.load(path, config)
+        transcript = self.transcribe(audio, config)
+        alignment = self.align(transcript.segments, audio, transcript.language, config)
+        if not config.diarize:
+            return ProcessResult(info, transcript, alignment, None, None)
+        diarization = self.diarize(audio, config)
+        return ProcessResult(info, transcript, alignment, diarization, self.combine(alignment, diarization))
