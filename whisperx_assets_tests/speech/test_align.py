@@ -1,0 +1,132 @@
+"""Alignment backends on real audio: pocketsphinx (offline English), Whisper's own timings, and whisperX's
+wav2vec2 loading and alignment code with a tiny randomly initialised CTC model."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from whisperx_assets.speech.align import Aligner
+from whisperx_assets.speech.errors import ModelUnavailableError
+from whisperx_assets.speech.frames import WORD_DTYPES
+
+
+def turn_boundary_errors(turns, words: pd.DataFrame) -> np.ndarray:
+    """|error| of each turn's start and end as given by the first and last word timed inside it.
+
+    Turns are separated by >= 0.4 s of silence, so each word belongs to the turn nearest its middle."""
+    middles = ((words["start"] + words["end"]) / 2).to_numpy()
+    errors = []
+    for turn in turns:
+        distance = np.array([max(turn.start - m, 0, m - turn.end) for m in middles])
+        nearest = np.array([min(range(len(turns)), key=lambda i: max(turns[i].start - m, 0, m - turns[i].end))
+                            for m in middles])
+        mine = words[(nearest == turns.index(turn)) & (distance < 1.0)]
+        assert len(mine), f"no word timed inside turn {turn}"
+        errors += [abs(mine["start"].min() - turn.start), abs(mine["end"].max() - turn.end)]
+    return np.array(errors)
+
+
+@pytest.fixture(scope="module")
+def pocketsphinx_alignment(engine, speech_config, dialogue_transcript, dialogue_audio):
+    return engine.align(dialogue_transcript.segments, dialogue_audio, "en", speech_config)
+
+
+def test_auto_picks_pocketsphinx_for_english_offline(pocketsphinx_alignment):
+    assert pocketsphinx_alignment.facts.backend == "pocketsphinx"
+
+
+def test_turn_timing_error_from_words(dialogue, pocketsphinx_alignment):
+    errors = turn_boundary_errors(dialogue.turns, pocketsphinx_alignment.words)
+    print(f"pocketsphinx turn boundary MAE {errors.mean() * 1000:.0f} ms, worst {errors.max() * 1000:.0f} ms, "
+          f"RTF {pocketsphinx_alignment.facts.real_time_factor:.3f}")
+    assert errors.mean() <= 0.100
+
+
+def test_words_contract(pocketsphinx_alignment, dialogue_audio):
+    words = pocketsphinx_alignment.words
+    assert {c: str(t) for c, t in words.dtypes.items()} == WORD_DTYPES
+    assert words[["start", "end"]].notna().all().all()
+    assert (words["start"] <= words["end"]).all()
+    assert words["start"].is_monotonic_increasing
+    assert words["end"].max() <= len(dialogue_audio) / 16_000
+    # Segments are split into sentences, as whisperX's aligner does.
+    segments = pocketsphinx_alignment.segments
+    assert len(segments) >= 12 and segments["text"].str.match(r"^\S.*[.?!]$").all()
+    assert set(words["segment_id"]) <= set(segments["segment_id"])
+
+
+def test_words_without_timing_are_interpolated(engine, speech_config, dialogue_audio):
+    """'42' and 'Zorblax' are not in the pronouncing dictionary: they get times from their neighbours."""
+    segments = pd.DataFrame({"segment_id": [0], "start": [0.4], "end": [4.1], "speaker": [None], "avg_logprob": [None],
+                             "text": ["Good morning. Thank you 42 for joining Zorblax the planning meeting today."]})
+    segments = segments.astype({"text": "string", "speaker": "string", "avg_logprob": "float64"})
+    words = engine.align(segments, dialogue_audio, "en", speech_config).words
+    assert words[["start", "end"]].notna().all().all()
+    for token in ("42", "Zorblax"):
+        row = words[words["word"] == token].iloc[0]
+        assert np.isnan(row["score"])
+        assert 0.4 <= row["start"] <= row["end"] <= 4.1
+    ignored = engine.align(segments, dialogue_audio, "en", speech_config.replace(interpolate_method="ignore")).words
+    assert ignored.loc[ignored["word"] == "42", "start"].isna().all()
+
+
+def test_whisper_backend(engine, speech_config, dialogue, dialogue_transcript, dialogue_audio):
+    result = engine.align(dialogue_transcript.segments, dialogue_audio, "en", speech_config.replace(align_backend="whisper"))
+    assert result.facts.backend == "whisper"
+    errors = turn_boundary_errors(dialogue.turns, result.words)
+    print(f"whisper turn boundary MAE {errors.mean() * 1000:.0f} ms")
+    assert errors.mean() <= 0.4
+    assert result.words[["start", "end"]].notna().all().all()
+
+
+def test_wav2vec2_unavailable_offline_is_actionable(speech_config):
+    with pytest.raises(ModelUnavailableError, match="ALIGN_MODEL"):
+        Aligner(speech_config.replace(align_backend="wav2vec2"), "en")
+
+
+def test_configured_align_model_that_fails_falls_back(speech_config):
+    aligner = Aligner(speech_config.replace(align_model="no-such/model"), "en")
+    assert aligner.backend == "pocketsphinx"
+
+
+@pytest.fixture(scope="module")
+def tiny_wav2vec2(tmp_path_factory):
+    """A randomly initialised Wav2Vec2ForCTC with a character vocabulary, saved like a hub checkpoint."""
+    from transformers import (Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC,
+                              Wav2Vec2Processor)
+
+    folder = tmp_path_factory.mktemp("tiny-wav2vec2")
+    vocab = {"<pad>": 0, "<unk>": 1, "|": 2, **{c: i + 3 for i, c in enumerate("abcdefghijklmnopqrstuvwxyz'")}}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    tokenizer = Wav2Vec2CTCTokenizer(str(folder / "vocab.json"), word_delimiter_token="|")
+    processor = Wav2Vec2Processor(Wav2Vec2FeatureExtractor(sampling_rate=16_000), tokenizer)
+    config = Wav2Vec2Config(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                            intermediate_size=64, conv_dim=(32,) * 7, num_conv_pos_embeddings=16,
+                            num_conv_pos_embedding_groups=4, pad_token_id=0)
+    import torch
+
+    torch.manual_seed(0)
+    Wav2Vec2ForCTC(config).save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def test_wav2vec2_backend_runs_whisperx_alignment(engine, speech_config, dialogue_transcript, dialogue_audio,
+                                                 tiny_wav2vec2, monkeypatch):
+    import nltk
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("nltk.download must not be called")
+
+    monkeypatch.setattr(nltk, "download", no_download)
+    config = speech_config.replace(align_model=str(tiny_wav2vec2))
+    result = engine.align(dialogue_transcript.segments, dialogue_audio, "en", config)
+    assert result.facts.backend == "wav2vec2" and result.facts.model == str(tiny_wav2vec2)
+    words = result.words
+    assert len(words) > 50
+    timed = words.dropna(subset=["start", "end"])
+    assert len(timed) >= 0.9 * len(words)
+    duration = len(dialogue_audio) / 16_000
+    assert ((timed["start"] >= 0) & (timed["end"] <= duration + 0.1) & (timed["start"] <= timed["end"])).all()
