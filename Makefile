@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
-APT_PACKAGES := ffmpeg espeak-ng sox
+# libsox-fmt-base: AMR-NB decoding via sox; libvo-amrwbenc0: AMR-WB test fixtures.
+APT_PACKAGES := ffmpeg espeak-ng sox libsox-fmt-base libvo-amrwbenc0
 export PYANNOTE_METRICS_ENABLED ?= 0
 export UV_LINK_MODE ?= copy
 
@@ -16,11 +17,11 @@ help:
 install: system-packages venv
 
 system-packages:
-	@missing=""; for p in ffmpeg espeak-ng sox; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 uv:
