@@ -1,11 +1,11 @@
 # whisperx-assets: `make run` and `make test` install whatever a fresh machine lacks first.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# uv from PyPI, run as a module so no PATH set-up is needed.
+UV := python3 -m uv
 # libsox-fmt-base: AMR-NB decoding via sox; libvo-amrwbenc0: AMR-WB test fixtures.
 APT_PACKAGES := ffmpeg espeak-ng sox libsox-fmt-base libvo-amrwbenc0
 export PYANNOTE_METRICS_ENABLED ?= 0
-export UV_LINK_MODE ?= copy
 
 .PHONY: help install system-packages uv venv test run
 
@@ -25,15 +25,15 @@ system-packages:
 	fi
 
 uv:
-	@command -v uv >/dev/null || [ -x "$(UV)" ] || python3 -m pip install --quiet uv || python3 -m pip install --quiet --user uv
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 
 venv: uv
-	@"$$(command -v uv || echo $(UV))" sync --frozen --quiet
+	@$(UV) sync --frozen --quiet
 
 test: install
-	@"$$(command -v uv || echo $(UV))" run --frozen --no-sync pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	@$(UV) run --frozen --no-sync pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 SAMPLE := .venv/lib/python3.11/site-packages/pyannote/audio/sample/sample.wav
 FILES ?= $(SAMPLE)
 run: install
-	@"$$(command -v uv || echo $(UV))" run --frozen --no-sync python -m whisperx_assets.speech --out media/out $(FILES)
+	@$(UV) run --frozen --no-sync python -m whisperx_assets.speech --out media/out $(FILES)
