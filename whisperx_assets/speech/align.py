@@ -196,7 +196,7 @@ class Aligner:
         facts = StageFacts(stage="alignment", model=self.model_name, backend=self.backend, device=self.device,
                            language=self.language, audio_seconds=len(audio) / SAMPLE_RATE,
                            wall_seconds=time.perf_counter() - started)
-        return AlignmentResult(segments_frame(aligned), words_frame(aligned), facts)
+        return AlignmentResult(segments_frame(aligned, self.language), words_frame(aligned), facts)
 
     def _align_segment(self, row, audio: np.ndarray, config: SpeechConfig) -> list[dict]:
         text = str(row.text)

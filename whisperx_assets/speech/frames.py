@@ -1,6 +1,6 @@
 """The data contract: pandas DataFrames with stable column names and dtypes, ready for Parquet.
 
-- segments: segment_id, start, end, text, speaker, avg_logprob
+- segments: segment_id, start, end, text, speaker, avg_logprob, language
 - words:    segment_id, word_index, word, start, end, score, speaker
 - turns:    start, end, speaker
 - facts:    one row per stage run (see `StageFacts`)
@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 
 SEGMENT_DTYPES = {"segment_id": "int64", "start": "float64", "end": "float64", "text": "string",
-                  "speaker": "string", "avg_logprob": "float64"}
+                  "speaker": "string", "avg_logprob": "float64", "language": "string"}
 WORD_DTYPES = {"segment_id": "int64", "word_index": "int64", "word": "string", "start": "float64",
                "end": "float64", "score": "float64", "speaker": "string"}
 TURN_DTYPES = {"start": "float64", "end": "float64", "speaker": "string"}
@@ -29,10 +29,11 @@ def _frame(rows: list[dict], dtypes: dict[str, str]) -> pd.DataFrame:
     return frame.astype(dtypes).reset_index(drop=True)
 
 
-def segments_frame(segments: list[dict]) -> pd.DataFrame:
+def segments_frame(segments: list[dict], language: str | None) -> pd.DataFrame:
     """whisperX segments (list of dicts) -> segments DataFrame; segment_id is the list position."""
     rows = [{"segment_id": i, "start": s.get("start"), "end": s.get("end"), "text": (s.get("text") or "").strip(),
-             "speaker": s.get("speaker"), "avg_logprob": s.get("avg_logprob")} for i, s in enumerate(segments)]
+             "speaker": s.get("speaker"), "avg_logprob": s.get("avg_logprob"), "language": language}
+            for i, s in enumerate(segments)]
     return _frame(rows, SEGMENT_DTYPES)
 
 
@@ -110,3 +111,32 @@ FACT_DTYPES = {"stage": "string", "model": "string", "backend": "string", "devic
 
 def facts_frame(facts: list[StageFacts]) -> pd.DataFrame:
     return _frame([f.as_dict() for f in facts], FACT_DTYPES)
+
+
+# --- one table per stage for storage: words with their segment's columns ---------------------------
+# Tabular assets store one Parquet file each, so aligned and combined transcripts are stored as words joined
+# with their sentence segment (`segment_*` columns). A segment without words keeps one row with no word.
+
+SEGMENT_COLUMNS_IN_TABLE = {"start": "segment_start", "end": "segment_end", "text": "segment_text",
+                            "speaker": "segment_speaker", "language": "language"}
+WORD_TABLE_DTYPES = {"segment_id": "int64", "segment_start": "float64", "segment_end": "float64",
+                     "segment_text": "string", "segment_speaker": "string", "language": "string",
+                     "word_index": "Int64", "word": "string", "start": "float64", "end": "float64",
+                     "score": "float64", "speaker": "string"}
+
+
+def word_table(segments: pd.DataFrame, words: pd.DataFrame) -> pd.DataFrame:
+    seg = segments[["segment_id", *SEGMENT_COLUMNS_IN_TABLE]].rename(columns=SEGMENT_COLUMNS_IN_TABLE)
+    table = seg.merge(words, on="segment_id", how="left", validate="one_to_many")
+    return table[list(WORD_TABLE_DTYPES)].astype(WORD_TABLE_DTYPES).sort_values(
+        ["segment_id", "word_index"], kind="stable").reset_index(drop=True)
+
+
+def split_word_table(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Inverse of `word_table`: (segments, words)."""
+    inverse = {v: k for k, v in SEGMENT_COLUMNS_IN_TABLE.items()}
+    segments = (table.drop_duplicates("segment_id")[["segment_id", *inverse]].rename(columns=inverse)
+                .assign(avg_logprob=float("nan")))
+    words = table[table["word_index"].notna()][list(WORD_DTYPES)]
+    return (segments[list(SEGMENT_DTYPES)].astype(SEGMENT_DTYPES).reset_index(drop=True),
+            words.astype(WORD_DTYPES).reset_index(drop=True))

@@ -104,4 +104,4 @@ class Transcriber:
                            device=self.device, compute_type=self.compute_type, language=language,
                            language_probability=probability, audio_seconds=audio_seconds,
                            wall_seconds=time.perf_counter() - started)
-        return TranscriptResult(segments_frame(result["segments"]), language, probability, facts)
+        return TranscriptResult(segments_frame(result["segments"], language), language, probability, facts)

@@ -1,0 +1,40 @@
+"""`media`: the input file ingested into the managed store, with its probe metadata."""
+
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from dagster import AssetExecutionContext, Output, asset
+
+from whisperx_assets.assets.metadata import frame_metadata
+from whisperx_assets.partitions import media_files
+from whisperx_assets.resources import MediaStoreResource, WhisperXResource
+from whisperx_assets.settings import PipelineSettings
+from whisperx_assets.stage_guard import stage_guard
+
+MEDIA_DTYPES = {"partition_key": "string", "name": "string", "source": "string", "stored_path": "string",
+                "sha256": "string", "size_bytes": "int64", "format_name": "string", "duration": "float64",
+                "audio_codec": "string", "channels": "int64", "sample_rate": "int64", "has_video": "bool",
+                "streams": "string"}
+
+
+@asset(partitions_def=media_files, group_name="speech", kinds={"ffmpeg", "parquet"})
+def media(context: AssetExecutionContext, whisperx: WhisperXResource, storage: MediaStoreResource) -> Output[pd.DataFrame]:
+    """The media file, copied into the store and checked (decodable, has audio, within the size and
+    duration limits). Bad files fail here, once, with the reason."""
+    key = context.partition_key
+    store = storage.store
+    settings = PipelineSettings.from_env()
+    with stage_guard(context, "media", settings):
+        source = store.source(key)
+        stored = store.ingest(key, Path(source["source"]), source["name"], source.get("sha256"))
+        info, audio = whisperx.load_audio(stored)
+    row = {"partition_key": key, "name": source["name"], "source": source["source"], "stored_path": str(stored),
+           "sha256": source.get("sha256"), "size_bytes": info.size_bytes, "format_name": info.format_name,
+           "duration": info.duration, "audio_codec": info.audio_codec, "channels": info.channels,
+           "sample_rate": info.sample_rate, "has_video": info.has_video,
+           "streams": json.dumps([dict(s) for s in info.streams])}
+    frame = pd.DataFrame([row]).astype(MEDIA_DTYPES)
+    return Output(frame, metadata=frame_metadata(frame, audio_seconds=info.duration, audio_codec=info.audio_codec,
+                                                 name=source["name"]))

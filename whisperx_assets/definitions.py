@@ -1,0 +1,23 @@
+"""The Dagster code location: assets, checks, resources, IO manager, job and sensor."""
+
+from dagster import Definitions
+
+from whisperx_assets.assets import alignment, combined, diarization, media, subtitles, transcript
+from whisperx_assets.io_managers import ParquetIOManager
+from whisperx_assets.jobs import process_media_job
+from whisperx_assets.resources import MediaStoreResource, WhisperXResource
+from whisperx_assets.sensors import media_inbox_sensor
+from whisperx_assets.settings import PipelineSettings
+
+storage_dir = str(PipelineSettings.from_env().storage_dir.resolve())
+
+defs = Definitions(
+    assets=[media, transcript, alignment, diarization, combined, subtitles],
+    jobs=[process_media_job],
+    sensors=[media_inbox_sensor],
+    resources={
+        "whisperx": WhisperXResource(),
+        "storage": MediaStoreResource(root=storage_dir),
+        "io_manager": ParquetIOManager(base_dir=storage_dir),
+    },
+)

@@ -1,0 +1,81 @@
+"""The managed media store: where each partition's input and outputs live on disk.
+
+    <root>/sources/<key>.json        where the input came from (path or URL), registered before the run
+    <root>/inputs/<key><ext>         the ingested copy of the input (what every stage reads)
+    <root>/<asset>/<key>.parquet     tabular asset outputs (written by the IO manager)
+    <root>/subtitles/<key>/<key>.<format>
+
+Every path is built from a validated partition key, so nothing can escape the root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from whisperx_assets.partitions import content_hash, is_valid_key
+from whisperx_assets.speech.errors import MediaError
+from whisperx_assets.speech.media import SUPPORTED_EXTENSIONS
+
+
+def _checked(key: str) -> str:
+    if not is_valid_key(key):
+        raise ValueError(f"invalid partition key {key!r}")
+    return key
+
+
+def atomic_write_bytes(target: Path, write) -> None:
+    """Call `write(path)` on a temporary file beside `target`, then rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class MediaStore:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def source_record(self, key: str) -> Path:
+        return self.root / "sources" / f"{_checked(key)}.json"
+
+    def register_source(self, key: str, source: str, name: str, sha256: str | None = None) -> None:
+        record = {"source": source, "name": name, "sha256": sha256}
+        atomic_write_bytes(self.source_record(key), lambda p: p.write_text(json.dumps(record)))
+
+    def source(self, key: str) -> dict:
+        path = self.source_record(key)
+        if not path.is_file():
+            raise FileNotFoundError(f"partition {key} has no registered source ({path} is missing); add it with the "
+                                    "inbox sensor or the CLI")
+        return json.loads(path.read_text())
+
+    def media_path(self, key: str, name: str) -> Path:
+        ext = Path(name).suffix.lower()
+        if ext not in SUPPORTED_EXTENSIONS:
+            raise MediaError(name, f"unsupported extension {ext or '(none)'!r}")
+        return self.root / "inputs" / f"{_checked(key)}{ext}"
+
+    def ingest(self, key: str, source: Path, name: str, sha256: str | None) -> Path:
+        """Copy `source` into the store (once), checking that its bytes are those the key was made from."""
+        target = self.media_path(key, name)
+        if target.is_file():
+            return target
+        if not source.is_file():
+            raise MediaError(source, "file not found (moved or deleted before it was ingested)")
+        atomic_write_bytes(target, lambda p: shutil.copyfile(source, p))
+        if sha256 and content_hash(target) != sha256:
+            target.unlink()
+            raise MediaError(source, "file changed after it was registered; it will be picked up again as a new file")
+        return target
+
+    def subtitles_dir(self, key: str) -> Path:
+        return self.root / "subtitles" / _checked(key)
