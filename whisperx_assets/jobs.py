@@ -2,12 +2,9 @@
 
 from dagster import AssetSelection, define_asset_job, in_process_executor
 
-from whisperx_assets.partitions import media_files
-
 process_media_job = define_asset_job(
     "process_media",
     selection=AssetSelection.groups("speech", "exports"),
-    partitions_def=media_files,
     executor_def=in_process_executor,
     description="Ingest, transcribe, align, diarize, combine and export one media file (one partition).",
 )

@@ -1,0 +1,80 @@
+"""The media store and the Parquet IO manager: layout, round trip, atomicity, path safety."""
+
+import os
+
+import pandas as pd
+import pytest
+from dagster import AssetKey, build_input_context, build_output_context
+
+from whisperx_assets.io_managers import ParquetIOManager
+from whisperx_assets.partitions import partition_key_for
+from whisperx_assets.speech.errors import MediaError
+from whisperx_assets.speech.frames import SEGMENT_DTYPES, segments_frame
+from whisperx_assets.store import MediaStore, atomic_write_bytes
+
+KEY = "meeting-0123456789ab"
+
+
+def frame():
+    return segments_frame([{"start": 0.5, "end": 1.25, "text": "hello", "speaker": "A"}], "en")
+
+
+def test_parquet_round_trip_keeps_dtypes(tmp_path):
+    manager = ParquetIOManager(base_dir=str(tmp_path))
+    out = build_output_context(asset_key=AssetKey("transcript"), partition_key=KEY)
+    manager.handle_output(out, frame())
+    path = tmp_path / "transcript" / f"{KEY}.parquet"
+    assert path.is_file()
+    loaded = manager.load_input(build_input_context(asset_key=AssetKey("transcript"), partition_key=KEY))
+    assert {c: str(t) for c, t in loaded.dtypes.items()} == SEGMENT_DTYPES
+    pd.testing.assert_frame_equal(loaded, frame())
+
+
+def test_several_partitions_in_one_output_get_one_file_each(tmp_path):
+    manager = ParquetIOManager(base_dir=str(tmp_path))
+    keys = ["a-0123456789ab", "b-0123456789ab"]
+    manager.handle_output(build_output_context(asset_key=AssetKey("transcript"), partition_key=keys[0]),
+                          {k: frame() for k in keys})
+    assert sorted(p.name for p in (tmp_path / "transcript").iterdir()) == [f"{k}.parquet" for k in keys]
+
+
+def test_failed_write_leaves_previous_file_intact(tmp_path):
+    target = tmp_path / "t.parquet"
+    frame().to_parquet(target)
+    before = target.read_bytes()
+
+    def broken(path):
+        path.write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        atomic_write_bytes(target, broken)
+    assert target.read_bytes() == before
+    assert os.listdir(tmp_path) == ["t.parquet"]  # no temporary left behind
+
+
+def test_paths_never_escape(tmp_path):
+    manager = ParquetIOManager(base_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="invalid partition key"):
+        manager.path_for(["transcript"], "../../etc-0123456789ab")
+    store = MediaStore(tmp_path)
+    with pytest.raises(ValueError):
+        store.source_record("../x")
+    with pytest.raises(MediaError, match="unsupported extension"):
+        store.media_path(KEY, "x.exe")
+
+
+def test_ingest_verifies_content(tmp_path):
+    source = tmp_path / "in.wav"
+    source.write_bytes(b"RIFF-data")
+    key = partition_key_for(source)
+    store = MediaStore(tmp_path / "store")
+    from whisperx_assets.partitions import content_hash
+
+    stored = store.ingest(key, source, "in.wav", content_hash(source))
+    assert stored.read_bytes() == b"RIFF-data" and stored.parent.name == "inputs"
+    other = tmp_path / "other.wav"
+    other.write_bytes(b"RIFF-changed")
+    with pytest.raises(MediaError, match="changed after it was registered"):
+        store.ingest("in-ffffffffffff", other, "in.wav", content_hash(source))
+    assert not (tmp_path / "store" / "inputs" / "in-ffffffffffff.wav").exists()
