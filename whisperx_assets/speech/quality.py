@@ -93,3 +93,22 @@ def diarization_error_rate(reference: list[Turn], hypothesis: pd.DataFrame | lis
         hypothesis = [Turn(r.speaker, r.start, r.end, "") for r in hypothesis.itertuples()]
     metric = DiarizationErrorRate(collar=2 * collar, skip_overlap=False)
     return float(metric(_annotation(reference), _annotation(hypothesis)))
+
+
+def turn_boundary_errors(turns: list[Turn], words: pd.DataFrame) -> "np.ndarray":
+    """|error| in seconds of each reference turn's start and end as given by the first and last word timed
+    inside it. Each word belongs to the turn nearest its middle (turns are separated by silences)."""
+    import numpy as np
+
+    words = words.dropna(subset=["start", "end"])
+    middles = ((words["start"] + words["end"]) / 2).to_numpy()
+    owner = np.array([min(range(len(turns)), key=lambda i: max(turns[i].start - m, 0, m - turns[i].end))
+                      for m in middles])
+    errors = []
+    for i, turn in enumerate(turns):
+        mine = words[owner == i]
+        if len(mine):
+            errors += [abs(mine["start"].min() - turn.start), abs(mine["end"].max() - turn.end)]
+        else:
+            errors += [turn.end - turn.start] * 2  # a turn with no word counts as wholly missed
+    return np.array(errors)

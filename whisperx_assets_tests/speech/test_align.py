@@ -10,22 +10,7 @@ import pytest
 from whisperx_assets.speech.align import Aligner
 from whisperx_assets.speech.errors import ModelUnavailableError
 from whisperx_assets.speech.frames import WORD_DTYPES
-
-
-def turn_boundary_errors(turns, words: pd.DataFrame) -> np.ndarray:
-    """|error| of each turn's start and end as given by the first and last word timed inside it.
-
-    Turns are separated by >= 0.4 s of silence, so each word belongs to the turn nearest its middle."""
-    middles = ((words["start"] + words["end"]) / 2).to_numpy()
-    errors = []
-    for turn in turns:
-        distance = np.array([max(turn.start - m, 0, m - turn.end) for m in middles])
-        nearest = np.array([min(range(len(turns)), key=lambda i: max(turns[i].start - m, 0, m - turns[i].end))
-                            for m in middles])
-        mine = words[(nearest == turns.index(turn)) & (distance < 1.0)]
-        assert len(mine), f"no word timed inside turn {turn}"
-        errors += [abs(mine["start"].min() - turn.start), abs(mine["end"].max() - turn.end)]
-    return np.array(errors)
+from whisperx_assets.speech.quality import turn_boundary_errors
 
 
 @pytest.fixture(scope="module")
