@@ -11,6 +11,7 @@ from whisperx_assets.assets.metadata import frame_metadata
 from whisperx_assets.partitions import media_files
 from whisperx_assets.resources import MediaStoreResource, WhisperXResource
 from whisperx_assets.settings import PipelineSettings
+from whisperx_assets.speech.errors import MediaError
 from whisperx_assets.stage_guard import stage_guard
 
 MEDIA_DTYPES = {"partition_key": "string", "name": "string", "source": "string", "stored_path": "string",
@@ -29,7 +30,10 @@ def media(context: AssetExecutionContext, whisperx: WhisperXResource, storage: M
     with stage_guard(context, "media", settings):
         source = store.source(key)
         stored = store.ingest(key, Path(source["source"]), source["name"], source.get("sha256"))
-        info, audio = whisperx.load_audio(stored)
+        try:
+            info, _ = whisperx.load_audio(stored)
+        except MediaError as exc:  # name the file the user gave, not the stored copy
+            raise MediaError(source["source"], exc.reason) from None
     row = {"partition_key": key, "name": source["name"], "source": source["source"], "stored_path": str(stored),
            "sha256": source.get("sha256"), "size_bytes": info.size_bytes, "format_name": info.format_name,
            "duration": info.duration, "audio_codec": info.audio_codec, "channels": info.channels,

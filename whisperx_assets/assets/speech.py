@@ -16,7 +16,7 @@ from whisperx_assets.partitions import media_files
 from whisperx_assets.resources import WhisperXResource
 from whisperx_assets.settings import PipelineSettings
 from whisperx_assets.speech.combine import assign_speakers
-from whisperx_assets.speech.frames import split_word_table, word_table
+from whisperx_assets.speech.frames import split_word_table, word_table, words_frame
 from whisperx_assets.stage_guard import stage_guard
 
 GPU_POOL = "gpu"
@@ -40,7 +40,7 @@ def alignment(context: AssetExecutionContext, media: pd.DataFrame, transcript: p
               whisperx: WhisperXResource):
     """Words with start, end and score, joined with their sentence segments."""
     if transcript.empty:  # silence: nothing to align
-        table = word_table(transcript, pd.DataFrame({"segment_id": pd.Series(dtype="int64")}))
+        table = word_table(transcript, words_frame([]))
         yield Output(table, metadata=frame_metadata(table, backend="none (empty transcript)"))
     else:
         with stage_guard(context, "alignment", PipelineSettings.from_env(), whisperx.free_memory):
