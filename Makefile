@@ -10,7 +10,7 @@ export PYANNOTE_METRICS_ENABLED ?= 0
 .PHONY: help install system-packages uv venv test run
 
 help:
-	@echo "make run      install what is missing, then process the bundled sample recording"
+	@echo "make run      install what is missing, then start the Dagster UI and daemon on 127.0.0.1:3000"
 	@echo "make test     install what is missing, then run the whole test suite"
 	@echo "make install  only install (idempotent)"
 
@@ -34,6 +34,17 @@ test: install
 	@$(UV) run --frozen --no-sync pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 SAMPLE := .venv/lib/python3.11/site-packages/pyannote/audio/sample/sample.wav
-FILES ?= $(SAMPLE)
+run: export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+run: export INBOX_DIR ?= $(CURDIR)/media/inbox
+run: export STORAGE_DIR ?= $(CURDIR)/media/storage
+HOST ?= 127.0.0.1
+PORT ?= 3000
+
+# Webserver + daemon on the embedded default instance (SQLite under DAGSTER_HOME). Drop files into
+# $(INBOX_DIR); the bundled sample recording is placed there so a first partition runs with no clicks.
 run: install
-	@$(UV) run --frozen --no-sync python -m whisperx_assets.speech --out media/out $(FILES)
+	@mkdir -p "$(DAGSTER_HOME)" "$(INBOX_DIR)" "$(STORAGE_DIR)"
+	@cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
+	@[ -e "$(INBOX_DIR)/pyannote-sample.wav" ] || cp $(SAMPLE) "$(INBOX_DIR)/pyannote-sample.wav"
+	@echo "Dagster UI: http://$(HOST):$(PORT)  inbox: $(INBOX_DIR)  outputs: $(STORAGE_DIR)"
+	$(UV) run --frozen --no-sync dagster dev -h $(HOST) -p $(PORT) -w workspace.yaml
