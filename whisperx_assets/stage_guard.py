@@ -41,7 +41,7 @@ def time_limit(seconds: float, stage: str):
         return
 
     def expired(signum, frame):
-        raise StageTimeout(f"{stage} took longer than its time limit of {seconds:.0f} s")
+        raise StageTimeout(f"{stage} took longer than its time limit of {seconds:g} s")
 
     previous = signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, seconds)

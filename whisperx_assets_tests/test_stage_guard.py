@@ -1,0 +1,121 @@
+"""Retries with capped exponential backoff, no retries for bad media, OOM recovery, per-stage time limits.
+Fast unit tests: a fake engine stands in for the models (the real-model runs are in test_assets)."""
+
+import time
+
+import pandas as pd
+import pytest
+from dagster import AssetSpec, DagsterInstance, materialize
+
+from whisperx_assets.assets import transcript
+from whisperx_assets.io_managers import ParquetIOManager
+from whisperx_assets.partitions import media_files
+from whisperx_assets.resources import WhisperXResource
+from whisperx_assets.settings import PipelineSettings
+from whisperx_assets.speech.errors import MediaError
+from whisperx_assets.speech.frames import StageFacts, segments_frame
+from whisperx_assets.speech.transcribe import TranscriptResult
+from whisperx_assets.stage_guard import retry_delay
+
+KEY = "clip-0123456789ab"
+
+
+def test_retry_delay_backoff_and_cap():
+    settings = PipelineSettings(retry_initial_interval=2, retry_backoff_coefficient=3, retry_max_interval=10)
+    for attempt, expected in [(0, 2), (1, 6), (2, 10), (5, 10)]:
+        delays = [retry_delay(settings, attempt) for _ in range(200)]
+        assert expected * 0.75 <= min(delays) and max(delays) <= expected * 1.25
+        assert max(delays) - min(delays) > 0  # jitter
+
+
+class FakeEngine:
+    def __init__(self, failures):
+        self.failures = list(failures)
+        self.calls = 0
+        self.released_after_calls = []
+
+    def transcribe(self, audio):
+        self.calls += 1
+        if self.failures:
+            failure = self.failures.pop(0)
+            if failure == "slow":
+                time.sleep(5)
+            else:
+                raise failure
+        facts = StageFacts("transcript", "fake", "fake", "cpu", 1.0, 0.1, language="en")
+        return TranscriptResult(segments_frame([{"start": 0.0, "end": 1.0, "text": "hi"}], "en"), "en", 1.0, facts)
+
+    def release(self):
+        self.released_after_calls.append(self.calls)
+
+
+FAKE_ENGINES: list[FakeEngine] = []  # Dagster copies resources, so the fake finds its engine here
+
+
+class FakeWhisperX(WhisperXResource):
+    def setup_for_execution(self, context):
+        self._engine = FAKE_ENGINES[-1]
+
+    def load_audio(self, path):
+        return None, None
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    """Materialize the real `transcript` asset with a fake engine that fails as told, then succeeds."""
+    monkeypatch.setenv("RETRY_INITIAL_INTERVAL", "0.01")
+    monkeypatch.setenv("RETRY_MAX_ATTEMPTS", "3")
+    io_manager = ParquetIOManager(base_dir=str(tmp_path))
+    (tmp_path / "media").mkdir()
+    pd.DataFrame([{"stored_path": str(tmp_path / "x.wav"), "duration": 1.0}]).to_parquet(
+        tmp_path / "media" / f"{KEY}.parquet")
+
+    def go(failures):
+        engine = FakeEngine(failures)
+        FAKE_ENGINES.append(engine)
+        resource = FakeWhisperX()
+        with DagsterInstance.ephemeral() as instance:
+            instance.add_dynamic_partitions("media_files", [KEY])
+            result = materialize([AssetSpec("media", partitions_def=media_files), transcript], partition_key=KEY, instance=instance, raise_on_error=False,
+                                 resources={"whisperx": resource, "io_manager": io_manager})
+            events = [e.event_type_value for e in result.all_events]
+        return result, engine, events
+
+    return go
+
+
+def test_transient_errors_are_retried(run):
+    result, engine, events = run([RuntimeError("flaky disk"), ConnectionError("hub hiccup")])
+    assert result.success and engine.calls == 3
+    assert events.count("STEP_UP_FOR_RETRY") == 2
+
+
+def test_retries_stop_after_max_attempts(run):
+    result, engine, events = run([RuntimeError("1"), RuntimeError("2"), RuntimeError("3"), RuntimeError("4")])
+    assert not result.success and engine.calls == 3
+    assert events.count("STEP_UP_FOR_RETRY") == 2 and events.count("STEP_FAILURE") == 1
+
+
+def test_bad_media_is_not_retried(run):
+    result, engine, events = run([MediaError("/in/x.mp3", "not a readable media file")])
+    assert not result.success and engine.calls == 1
+    assert "STEP_UP_FOR_RETRY" not in events
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "/in/x.mp3: not a readable media file" in failure.event_specific_data.error.message
+
+
+def test_cuda_out_of_memory_frees_memory_and_retries(run):
+    oom = RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    result, engine, events = run([oom])
+    assert result.success and engine.calls == 2
+    assert engine.released_after_calls[0] == 1  # memory freed before the retry
+
+
+def test_stage_time_limit(run, monkeypatch):
+    monkeypatch.setenv("TRANSCRIPTION_TIMEOUT", "0.5")
+    monkeypatch.setenv("RETRY_MAX_ATTEMPTS", "1")
+    started = time.monotonic()
+    result, engine, events = run(["slow"])
+    assert not result.success and time.monotonic() - started < 4.5
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "transcript took longer than its time limit of 0.5 s" in failure.event_specific_data.error.to_string()
