@@ -88,6 +88,16 @@ query ($partitions: [String!]) {
   }
 }"""
 
+STAGE_SECONDS = """
+query ($partitions: [String!]) {
+  assetNodes(assetKeys: [{path: ["transcript"]}, {path: ["alignment"]}, {path: ["diarization"]}, {path: ["combined"]}]) {
+    assetKey { path }
+    assetMaterializations(partitions: $partitions) {
+      metadataEntries { label ... on FloatMetadataEntry { floatValue } }
+    }
+  }
+}"""
+
 RUN = """
 query ($runId: ID!) { runOrError(runId: $runId) { ... on Run { status stats { ... on RunStatsSnapshot { startTime endTime } } } } }
 """
@@ -117,7 +127,12 @@ def test_dropped_file_is_processed_to_combined(deployment, dialogue):
     assert (storage / "subtitles" / key / f"{key}.srt").is_file()
     run = graphql(url, RUN, {"runId": materialized[0]["runId"]})["runOrError"]
     assert run["status"] in ("SUCCESS", "STARTED")  # combined is done; subtitles may still be finishing
-    print(f"file landing -> combined materialized: {elapsed:.1f} s")
+    stages = graphql(url, STAGE_SECONDS, {"partitions": [key]})["assetNodes"]
+    model_work = {n["assetKey"]["path"][0]: next(e["floatValue"] for e in n["assetMaterializations"][0]["metadataEntries"]
+                                                 if e["label"] == "wall_seconds") for n in stages}
+    stats = run["stats"]
+    print(f"file landing -> combined materialized: {elapsed:.1f} s; landing -> run start "
+          f"{stats['startTime'] - landed:.1f} s; model work {sum(model_work.values()):.1f} s {model_work}")
 
 
 def test_make_run_binds_to_loopback_by_default():
