@@ -5,7 +5,8 @@ Partition key rule: `<readable name>-<content hash>`, where
   replaced by one "-", trimmed to 40 characters (empty -> "media");
 - the content hash is the first 12 hex digits of the SHA-256 of the file's bytes.
 So the same bytes under the same name always map to the same key (a re-dropped file is not re-processed),
-a changed file gets a new key (and is processed), and two different files never share a key. Keys contain
+a changed file gets a new key (and is processed), and two different files never share a key. A URL input
+is keyed by its last path segment and the hash of the URL itself. Keys contain
 no dots, slashes, commas, spaces or control characters, so they are safe as file names and in the UI.
 """
 
@@ -47,3 +48,15 @@ def partition_key_for(path: str | Path) -> str:
 
 def is_valid_key(key: str) -> bool:
     return bool(KEY_PATTERN.match(key))
+
+
+def is_url(source: str) -> bool:
+    return "://" in source
+
+
+def url_partition_key(url: str) -> str:
+    """URL inputs are keyed by the URL (their bytes are not known before the download)."""
+    from urllib.parse import urlsplit
+
+    name = Path(urlsplit(url).path).name or urlsplit(url).hostname or "media"
+    return partition_key(name, hashlib.sha256(url.encode()).hexdigest())

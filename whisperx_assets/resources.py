@@ -21,25 +21,44 @@ from whisperx_assets.store import MediaStore
 
 
 class WhisperXResource(ConfigurableResource):
-    """Speech models for a run. Unset fields take the environment (WHISPER_MODEL, DEVICE, COMPUTE_TYPE,
-    BATCH_SIZE, HF_TOKEN, ... see the README), then the engine's defaults."""
+    """Speech models and options for a run. Every field is a run-config override; unset fields take the
+    environment (WHISPER_MODEL, DEVICE, COMPUTE_TYPE, BATCH_SIZE, DEFAULT_LANG, ... see the README), then the
+    engine's defaults. Values are checked by `SpeechConfig`, which names the allowed range."""
 
     whisper_model: Optional[str] = None
     device: Optional[str] = None
     compute_type: Optional[str] = None
     batch_size: Optional[int] = None
     threads: Optional[int] = None
+    language: Optional[str] = None
+    task: Optional[str] = None
+    beam_size: Optional[int] = None
+    best_of: Optional[int] = None
+    patience: Optional[float] = None
+    length_penalty: Optional[float] = None
+    temperatures: Optional[list[float]] = None
+    compression_ratio_threshold: Optional[float] = None
+    log_prob_threshold: Optional[float] = None
+    no_speech_threshold: Optional[float] = None
+    initial_prompt: Optional[str] = None
+    hotwords: Optional[str] = None
+    suppress_numerals: Optional[bool] = None
+    chunk_size: Optional[int] = None
+    vad_onset: Optional[float] = None
+    vad_offset: Optional[float] = None
     align_backend: Optional[str] = None
     align_model: Optional[str] = None
+    interpolate_method: Optional[str] = None
     diarization_model: Optional[str] = None
-    hf_token: Optional[str] = None
+    num_speakers: Optional[int] = None
+    min_speakers: Optional[int] = None
+    max_speakers: Optional[int] = None
 
     _engine: Optional[SpeechEngine] = PrivateAttr(default=None)
     _audio: dict = PrivateAttr(default_factory=dict)
 
-    def speech_config(self, **overrides) -> SpeechConfig:
-        fields = {k: v for k, v in self.model_dump().items() if v is not None}
-        return SpeechConfig.from_env(**{**fields, **{k: v for k, v in overrides.items() if v is not None}})
+    def speech_config(self) -> SpeechConfig:
+        return SpeechConfig.from_env(**{k: v for k, v in self.model_dump().items() if v is not None})
 
     @property
     def engine(self) -> SpeechEngine:

@@ -2,6 +2,7 @@
 
     <root>/sources/<key>.json        where the input came from (path or URL), registered before the run
     <root>/inputs/<key><ext>         the ingested copy of the input (what every stage reads)
+    <root>/downloads/                URL inputs while they download
     <root>/<asset>/<key>.parquet     tabular asset outputs (written by the IO manager)
     <root>/subtitles/<key>/<key>.<format>
 
@@ -75,6 +76,25 @@ class MediaStore:
         if sha256 and content_hash(target) != sha256:
             target.unlink()
             raise MediaError(source, "file changed after it was registered; it will be picked up again as a new file")
+        return target
+
+    def download(self, key: str, url: str, policy) -> Path:
+        """Fetch a URL input into the store (once), with the policy's address, size and time limits."""
+        from whisperx_assets.fetch import fetch
+
+        existing = list((self.root / "inputs").glob(f"{_checked(key)}.*")) if (self.root / "inputs").is_dir() else []
+        if existing:
+            return existing[0]
+        (self.root / "downloads").mkdir(parents=True, exist_ok=True)
+        # A folder per download: concurrent runs fetching the same URL never move each other's files.
+        folder = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=self.root / "downloads"))
+        try:
+            fetched = fetch(url, folder, policy)
+            target = self.media_path(key, fetched.name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(fetched.path, target)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
         return target
 
     def subtitles_dir(self, key: str) -> Path:

@@ -71,3 +71,12 @@ def dialogue_transcript(engine, dialogue_audio):
 @pytest.fixture(scope="session")
 def sample_transcript(engine, sample_audio):
     return engine.transcribe(sample_audio)
+
+
+@pytest.fixture(scope="session")
+def deployment(tmp_path_factory):
+    """(url, inbox, storage, root) of a running webserver + daemon, shared by the end-to-end tests."""
+    from whisperx_assets_tests.servers import deployment as start_deployment
+
+    with start_deployment(tmp_path_factory.mktemp("deployment")) as running:
+        yield running

@@ -5,10 +5,12 @@ import json
 from pathlib import Path
 
 import pandas as pd
-from dagster import AssetExecutionContext, Output, asset
+from dagster import AssetExecutionContext, Config, Output, asset
+from pydantic import Field
 
 from whisperx_assets.assets.metadata import frame_metadata
-from whisperx_assets.partitions import media_files
+from whisperx_assets.fetch import FetchPolicy
+from whisperx_assets.partitions import is_url, media_files
 from whisperx_assets.resources import MediaStoreResource, WhisperXResource
 from whisperx_assets.settings import PipelineSettings
 from whisperx_assets.speech.errors import MediaError
@@ -20,16 +22,32 @@ MEDIA_DTYPES = {"partition_key": "string", "name": "string", "source": "string",
                 "streams": "string"}
 
 
+class MediaSource(Config):
+    """Where the partition's input comes from, when the run is launched with it (CLI, GraphQL). Without it
+    the source registered by the inbox sensor (or an earlier launch) is used."""
+
+    source: str = Field(default="", description="local path or http(s) URL")
+    name: str = Field(default="", description="file name (default: the source's)")
+    sha256: str = Field(default="", description="expected SHA-256 of a local file's bytes")
+
+
 @asset(partitions_def=media_files, group_name="speech", kinds={"ffmpeg", "parquet"})
-def media(context: AssetExecutionContext, whisperx: WhisperXResource, storage: MediaStoreResource) -> Output[pd.DataFrame]:
-    """The media file, copied into the store and checked (decodable, has audio, within the size and
-    duration limits). Bad files fail here, once, with the reason."""
+def media(context: AssetExecutionContext, config: MediaSource, whisperx: WhisperXResource,
+          storage: MediaStoreResource) -> Output[pd.DataFrame]:
+    """The media file, copied (or downloaded) into the store and checked (decodable, has audio, within the
+    size and duration limits). Bad files fail here, once, with the reason."""
     key = context.partition_key
     store = storage.store
     settings = PipelineSettings.from_env()
     with stage_guard(context, "media", settings):
+        if config.source:
+            name = config.name or Path(config.source.split("?")[0]).name
+            store.register_source(key, config.source, name, config.sha256 or None)
         source = store.source(key)
-        stored = store.ingest(key, Path(source["source"]), source["name"], source.get("sha256"))
+        if is_url(source["source"]):
+            stored = store.download(key, source["source"], FetchPolicy.from_env())
+        else:
+            stored = store.ingest(key, Path(source["source"]), source["name"], source.get("sha256"))
         try:
             info, _ = whisperx.load_audio(stored)
         except MediaError as exc:  # name the file the user gave, not the stored copy

@@ -1,0 +1,796 @@
+"""Download a media URL into a local file for ingestion, safely.
+
+`fetch(url, dest_dir, policy)` downloads one media file over http(s) and returns `FetchedMedia` (path, file
+name, sha256, size, content type, final URL). It is written for URLs that come from users, so it defends the
+machine it runs on (server-side request forgery) and itself:
+
+- Only the policy's schemes (http, https). URLs with credentials (`user:pw@host`), without a host, with
+  control characters or whitespace, or with a non-canonical numeric host (`http://2130706433/`,
+  `http://0x7f.1/`, `http://017700000001/`, `http://127.1/`: parsers disagree on these, so they are always
+  refused) are refused.
+- Address checks (unless `allow_private`): the host is resolved ONCE and every address it resolves to must
+  be public. Refused: unspecified (0.0.0.0, ::), loopback, RFC 1918 private, shared (100.64/10), link-local
+  (169.254/16 with the cloud metadata endpoint 169.254.169.254, fe80::/10), unique-local (fc00::/7),
+  site-local, multicast, reserved, other special-purpose ranges, and IPv6 forms embedding such an IPv4
+  address (IPv4-mapped ::ffff:a.b.c.d, NAT64 64:ff9b::/96, 6to4 2002::/16).
+- DNS rebinding: the connection goes to one of the checked addresses, never to a fresh resolution of the
+  name; the request carries the original Host header, and https verifies the certificate against the host
+  name (sent as SNI), not the address.
+- Redirects (301 302 303 307 308) are followed up to `max_redirects`, each hop validated like the first URL
+  (scheme, credentials, host, addresses).
+- Size: a Content-Length over `max_bytes` is refused before the body is read; the limit is enforced while
+  streaming too (chunked or close-delimited bodies, lying servers). A body shorter than its Content-Length
+  is a failed (retryable) download.
+- Time: `connect_timeout` per connection attempt (and TLS handshake), `read_timeout` per socket read,
+  `total_timeout` for the whole download (all hops): a watchdog shuts the socket down at the deadline, so
+  a server trickling bytes or headers cannot hold a worker forever.
+- Content type: audio/*, video/*, application/octet-stream, binary/octet-stream, application/ogg,
+  application/mp4, or none; anything else (text/html, application/json, playlists) is refused.
+  Content-Encoding other than identity is refused (only `identity` is requested).
+- The file name (`filename_for`): Content-Disposition's filename (filename* preferred) when it has a
+  supported extension, else the last path segment of the final URL, then of the earlier hops; sanitized
+  (no path separators, control characters or leading dots; at most ~150 bytes). Without a supported
+  extension the extension comes from the content type (audio/mpeg -> .mp3, video/mp4 -> .mp4, ...), or the
+  download is refused as unsupported. The extension is always lower-case.
+- The body streams into a hidden temporary file in `dest_dir` (`.fetch-*.part`, skipped by the inbox
+  sensor) while its sha256 is computed, then is hard-linked into place under its name: an existing file of
+  that name is never replaced (same bytes: it is reused; other bytes: the new file gets `-<sha12>` before
+  its extension). On any failure nothing is left behind.
+
+Errors: `MediaError(url, reason)` for what will not get better by retrying (refused URL or address, HTTP
+4xx, not media, too large, unsupported, invalid certificate, too many redirects); `FetchError(url, reason)`,
+a `RuntimeError`, for what may (HTTP 5xx, 408, 429, DNS failure other than "not found", connection
+refused or reset, timeouts, truncated body). Credentials never appear in messages.
+
+Not handled: proxies (HTTP(S)_PROXY are ignored: connections are direct), Retry-After, resuming partial
+downloads, a time limit on the system resolver itself (getaddrinfo has none; the resolver's own timeouts
+apply), and the TOCTOU-free guarantee for addresses only covers this process (a redirect target or a second
+fetch resolves anew, and is checked anew).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.message
+import errno
+import hashlib
+import http.client
+import ipaddress
+import logging
+import os
+import re
+import socket
+import ssl
+import tempfile
+import threading
+import time
+import unicodedata
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Mapping
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
+
+from whisperx_assets.speech.errors import MediaError
+from whisperx_assets.speech.media import SUPPORTED_EXTENSIONS
+
+log = logging.getLogger(__name__)
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], Iterable[str]]
+
+USER_AGENT = "whisperx-assets-fetch/1"
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+RETRYABLE_CLIENT_STATUSES = frozenset({408, 429})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+SUPPORTED_SCHEMES = frozenset(DEFAULT_PORTS)
+_CHUNK = 256 * 1024
+_MAX_STEM_BYTES = 150
+
+_ENV_NAMES = {
+    "max_bytes": "FETCH_MAX_BYTES",
+    "connect_timeout": "FETCH_CONNECT_TIMEOUT",
+    "read_timeout": "FETCH_READ_TIMEOUT",
+    "total_timeout": "FETCH_TOTAL_TIMEOUT",
+    "allow_private": "FETCH_ALLOW_PRIVATE_ADDRESSES",
+    "max_redirects": "FETCH_MAX_REDIRECTS",
+}
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+class FetchError(RuntimeError):
+    """A download failed in a way that may succeed later (server error, network, timeout): retry it."""
+
+    def __init__(self, url: str, reason: str):
+        self.url = url
+        self.reason = reason
+        super().__init__(f"{url}: {reason}")
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    max_bytes: int = 2 * 1024**3  # FETCH_MAX_BYTES
+    connect_timeout: float = 10.0  # FETCH_CONNECT_TIMEOUT seconds, per connection attempt and TLS handshake
+    read_timeout: float = 60.0  # FETCH_READ_TIMEOUT seconds, per socket read
+    total_timeout: float = 3600.0  # FETCH_TOTAL_TIMEOUT seconds, the whole download with its redirects
+    allow_private: bool = False  # FETCH_ALLOW_PRIVATE_ADDRESSES: allow private/loopback/link-local targets
+    allowed_schemes: tuple = ("http", "https")
+    max_redirects: int = 5  # FETCH_MAX_REDIRECTS
+
+    def __post_init__(self):
+        schemes = tuple(s.lower() for s in self.allowed_schemes)
+        object.__setattr__(self, "allowed_schemes", schemes)
+        if not schemes or not set(schemes) <= SUPPORTED_SCHEMES:
+            raise ValueError(f"allowed_schemes must be a non-empty subset of http, https (got {self.allowed_schemes})")
+        if self.max_bytes <= 0:
+            raise ValueError("FETCH_MAX_BYTES must be > 0")
+        if min(self.connect_timeout, self.read_timeout, self.total_timeout) <= 0:
+            raise ValueError("FETCH_CONNECT_TIMEOUT, FETCH_READ_TIMEOUT and FETCH_TOTAL_TIMEOUT must be > 0")
+        if self.max_redirects < 0:
+            raise ValueError("FETCH_MAX_REDIRECTS must be >= 0")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "FetchPolicy":
+        env = os.environ if environ is None else environ
+        values = {}
+        for f in dataclasses.fields(cls):
+            name = _ENV_NAMES.get(f.name)
+            raw = env.get(name) if name else None
+            if raw is None or (raw.strip() == "" and f.type != "bool"):
+                continue
+            kind = type(f.default)
+            try:
+                if kind is bool:
+                    word = raw.strip().lower()
+                    if word not in _TRUE | _FALSE:
+                        raise ValueError(raw)
+                    values[f.name] = word in _TRUE
+                else:
+                    values[f.name] = kind(raw.strip())
+            except ValueError:
+                raise ValueError(f"environment variable {name}={raw!r} is not a valid {kind.__name__}") from None
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class FetchedMedia:
+    path: Path  # the downloaded file in dest_dir
+    name: str  # the safe file name (path's name, unless a different file already had it)
+    sha256: str
+    size_bytes: int
+    content_type: str | None  # the media type the server sent, without parameters; None if it sent none
+    final_url: str  # after redirects (credentials never appear: URLs with them are refused)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Addresses
+
+
+def _net(*cidrs: str):
+    return tuple(ipaddress.ip_network(c) for c in cidrs)
+
+
+_RFC1918 = _net("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+_SHARED = _net("100.64.0.0/10")
+_THIS_NETWORK = _net("0.0.0.0/8")
+_UNIQUE_LOCAL = _net("fc00::/7")
+_NAT64 = _net("64:ff9b::/96", "64:ff9b:1::/48")
+_METADATA = frozenset(ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254"))
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, str] | None:
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped, "the IPv4-mapped IPv6 form"
+    if any(ip in n for n in _NAT64):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF), "the NAT64 form"
+    if ip.sixtofour is not None:
+        return ip.sixtofour, "the 6to4 form"
+    return None
+
+
+def address_class(address: str | Address) -> str | None:
+    """Why `address` is not a public address ("loopback", "private (RFC 1918)", ...), or None if it is."""
+    ip = address if isinstance(address, (ipaddress.IPv4Address, ipaddress.IPv6Address)) else \
+        ipaddress.ip_address(str(address).split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        ip = ipaddress.IPv6Address(int(ip))  # drop any scope id
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:
+            inner, how = embedded
+            kind = address_class(inner)
+            return None if kind is None else f"{kind}, {how} of {inner}"
+        if ip.is_unspecified:
+            return "unspecified"
+        if ip.is_loopback:
+            return "loopback"
+        if ip.is_link_local:
+            return "link-local"
+        if ip.is_multicast:
+            return "multicast"
+        if any(ip in n for n in _UNIQUE_LOCAL):
+            return "unique-local (cloud metadata endpoint)" if ip in _METADATA else "unique-local (fc00::/7)"
+        if ip.is_site_local:
+            return "site-local (fec0::/10)"
+        if ip.is_reserved:
+            return "reserved"
+        if not ip.is_global:
+            return "special-purpose (not globally routable)"
+        return None
+    if ip.is_unspecified:
+        return "unspecified"
+    if any(ip in n for n in _THIS_NETWORK):
+        return "reserved ('this network', 0.0.0.0/8)"
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local (cloud metadata endpoint)" if ip in _METADATA else "link-local"
+    if ip.is_multicast:
+        return "multicast"
+    if any(ip in n for n in _SHARED):
+        return "shared (carrier-grade NAT, 100.64.0.0/10)"
+    if any(ip in n for n in _RFC1918):
+        return "private (RFC 1918)"
+    if ip.is_reserved:
+        return "reserved (broadcast)" if int(ip) == 0xFFFFFFFF else "reserved"
+    if not ip.is_global:
+        return "special-purpose (not globally routable)"
+    return None
+
+
+def resolve_host(host: str, port: int) -> list[str]:
+    """The system resolver: every IPv4/IPv6 address `host` resolves to, in preference order, once each."""
+    addresses: list[str] = []
+    for family, _, _, _, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        if family in (socket.AF_INET, socket.AF_INET6) and sockaddr[0] not in addresses:
+            addresses.append(sockaddr[0])
+    return addresses
+
+
+def _connect_socket(address: str, port: int, timeout: float) -> socket.socket:
+    """Open a TCP connection to exactly `address` (an IP literal, so nothing is resolved)."""
+    return socket.create_connection((address, port), timeout=timeout)
+
+
+def _parse_legacy_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a numeric host means to inet_aton/browsers (1-4 parts, decimal/octal/hex), or None."""
+    parts = host.split(".")
+    if len(parts) > 4 or any(not p for p in parts):
+        return None
+    numbers = []
+    for p in parts:
+        if re.fullmatch(r"0x[0-9a-f]*", p):
+            numbers.append(int(p[2:] or "0", 16))
+        elif re.fullmatch(r"0[0-7]+", p):
+            numbers.append(int(p, 8))
+        elif re.fullmatch(r"[0-9]+", p) and not (len(p) > 1 and p[0] == "0"):
+            numbers.append(int(p))
+        else:
+            return None
+    *head, last = numbers
+    if any(n > 255 for n in head) or last >= 256 ** (5 - len(numbers)):
+        return None
+    value = last
+    for i, n in enumerate(head):
+        value += n << (8 * (3 - i))
+    return ipaddress.IPv4Address(value)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# URLs
+
+
+@dataclass(frozen=True)
+class _Target:
+    url: str
+    scheme: str
+    host: str  # ASCII, lower-case, no brackets, no trailing dot
+    port: int
+    literal: Address | None  # the host is an IP address
+    request_target: str  # path and query, percent-encoded
+
+    @property
+    def host_header(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == DEFAULT_PORTS[self.scheme] else f"{host}:{self.port}"
+
+
+_SHOWN_MAX = 500
+
+
+def _redact(url: str) -> str:
+    """The URL for messages: any user:password@ replaced by ***@ (such URLs are refused anyway), control
+    characters and whitespace percent-encoded (no log injection), at most 500 characters."""
+    if not isinstance(url, str):
+        return repr(url)
+    try:
+        parts = urlsplit(url)
+        if "@" in parts.netloc:
+            url = urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+    except ValueError:
+        if "@" in url:
+            return "(malformed URL)"
+    url = "".join(quote(c) if ord(c) <= 0x20 or 0x7F <= ord(c) <= 0x9F else c for c in url)
+    return url if len(url) <= _SHOWN_MAX else url[:_SHOWN_MAX] + "..."
+
+
+def _refuse(shown: str, hop: str | None, reason: str) -> MediaError:
+    return MediaError(shown, reason if hop is None else f"redirected to {_redact(hop)}: {reason}")
+
+
+def _normalize_host(raw: str, shown: str, hop: str | None, policy: FetchPolicy) -> tuple[str, Address | None]:
+    if "%" in raw:
+        raise _refuse(shown, hop, "IPv6 zone identifiers (%) are not accepted in URLs")
+    if ":" in raw:
+        try:
+            return str(ipaddress.IPv6Address(raw)), ipaddress.IPv6Address(raw)
+        except ValueError:
+            raise _refuse(shown, hop, f"invalid IPv6 address {raw!r}") from None
+    try:
+        host = raw.encode("idna").decode("ascii").lower()  # also folds full-width digits: １２７ -> 127
+    except UnicodeError:
+        raise _refuse(shown, hop, f"invalid host name {raw!r}") from None
+    host = host[:-1] if host.endswith(".") else host
+    if not host or not re.fullmatch(r"[a-z0-9_.-]+", host) or ".." in host:
+        raise _refuse(shown, hop, f"invalid host name {raw!r}")
+    last = host.rsplit(".", 1)[-1]
+    if re.fullmatch(r"[0-9]+|0x[0-9a-f]*", last):  # a numeric host: must be a canonical dotted quad
+        ip = _parse_legacy_ipv4(host)
+        if ip is None:
+            raise _refuse(shown, hop, f"invalid numeric host {raw!r}")
+        if host != str(ip) or raw.rstrip(".") != host:
+            kind = address_class(ip)
+            what = f" ({kind})" if kind and not policy.allow_private else ""
+            raise _refuse(shown, hop, f"numeric host {raw!r} is a non-canonical spelling of the IP address {ip}"
+                                      f"{what}; refused (write the address as {ip})")
+        return host, ip
+    return host, None
+
+
+_SAFE_PATH = "/%!$&'()*+,;=:@-._~"
+
+
+def _parse(url: str, policy: FetchPolicy, shown: str, hop: str | None) -> _Target:
+    if not isinstance(url, str) or not url.strip():
+        raise _refuse(shown, hop, "empty URL")
+    if any(ord(c) <= 0x20 or 0x7F <= ord(c) <= 0x9F for c in url):
+        raise _refuse(shown, hop, "the URL contains whitespace or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        raise _refuse(shown, hop, f"malformed URL ({e})") from None
+    scheme = parts.scheme.lower()
+    if not scheme:
+        raise _refuse(shown, hop, "not an absolute http(s) URL")
+    if scheme not in policy.allowed_schemes:
+        raise _refuse(shown, hop, f"scheme {scheme + ':'!r} is not allowed (allowed: "
+                                  f"{', '.join(policy.allowed_schemes)})")
+    if "@" in parts.netloc:
+        raise _refuse(shown, hop, "credentials in the URL (user:password@host) are not accepted")
+    if not parts.hostname:
+        raise _refuse(shown, hop, "the URL has no host")
+    if port == 0:
+        raise _refuse(shown, hop, "port 0 is not a valid port")
+    host, literal = _normalize_host(parts.hostname, shown, hop, policy)
+    target = quote(parts.path or "/", safe=_SAFE_PATH)
+    if not target.startswith("/"):
+        target = "/" + target
+    if parts.query:
+        target += "?" + quote(parts.query, safe=_SAFE_PATH + "?")
+    return _Target(url, scheme, host, port or DEFAULT_PORTS[scheme], literal, target)
+
+
+def _addresses(target: _Target, policy: FetchPolicy, resolve: Resolver, shown: str, hop: str | None) -> list[str]:
+    """The checked addresses to connect to: the literal, or every address the host resolves to (once)."""
+    if target.literal is not None:
+        found = [target.literal]
+    else:
+        try:
+            resolved = list(resolve(target.host, target.port))
+        except socket.gaierror as e:
+            if e.errno in {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}:
+                raise _refuse(shown, hop, f"host {target.host!r} not found") from None
+            raise FetchError(shown, f"cannot resolve {target.host!r} ({e})") from e
+        except OSError as e:
+            raise FetchError(shown, f"cannot resolve {target.host!r} ({e})") from e
+        try:
+            found = [ipaddress.ip_address(str(a).split("%", 1)[0]) for a in resolved]
+        except ValueError as e:
+            raise FetchError(shown, f"resolver returned an invalid address for {target.host!r} ({e})") from e
+        if not found:
+            raise _refuse(shown, hop, f"host {target.host!r} has no address")
+        resolved_text = [str(a) for a in resolved]
+    if not policy.allow_private:
+        for ip in found:
+            kind = address_class(ip)
+            if kind is not None:
+                subject = target.host if target.literal is not None else f"{target.host} resolves to {ip}, which"
+                raise _refuse(shown, hop, f"{subject} is not a public address ({kind}); refused (set "
+                                          "FETCH_ALLOW_PRIVATE_ADDRESSES=1 to allow private targets)")
+    return [str(target.literal)] if target.literal is not None else resolved_text
+
+
+# ---------------------------------------------------------------------------------------------------------
+# File names
+
+_TYPE_EXTENSIONS = {
+    "audio/mpeg": ".mp3", "audio/mp3": ".mp3", "audio/mpeg3": ".mp3", "audio/x-mpeg": ".mp3", "audio/x-mp3": ".mp3",
+    "audio/wav": ".wav", "audio/x-wav": ".wav", "audio/wave": ".wav", "audio/vnd.wave": ".wav",
+    "audio/ogg": ".ogg", "application/ogg": ".ogg", "audio/x-ogg": ".ogg", "audio/vorbis": ".ogg",
+    "audio/opus": ".opus",
+    "audio/flac": ".flac", "audio/x-flac": ".flac",
+    "audio/aac": ".aac", "audio/x-aac": ".aac", "audio/aacp": ".aac",
+    "audio/mp4": ".m4a", "audio/x-m4a": ".m4a", "audio/m4a": ".m4a", "application/mp4": ".mp4",
+    "audio/amr": ".amr", "audio/amr-wb": ".awb",
+    "audio/x-ms-wma": ".wma", "video/x-ms-wmv": ".wmv",
+    "audio/webm": ".webm", "video/webm": ".webm",
+    "video/mp4": ".mp4", "video/quicktime": ".mov",
+    "video/x-matroska": ".mkv", "audio/x-matroska": ".mkv", "video/matroska": ".mkv",
+    "video/x-msvideo": ".avi", "video/avi": ".avi", "video/msvideo": ".avi",
+}
+_OTHER_MEDIA_TYPES = frozenset({"application/octet-stream", "binary/octet-stream", "application/ogg",
+                                "application/mp4"})
+_PLAYLIST_TYPES = frozenset({"audio/x-mpegurl", "audio/mpegurl", "application/vnd.apple.mpegurl",
+                             "application/x-mpegurl", "audio/x-scpls", "application/dash+xml"})
+_UNSAFE_NAME = re.compile(r"[^\w .()+,\[\]-]+")
+
+
+def _media_type(content_type: str | None) -> str | None:
+    if content_type is None:
+        return None
+    mime = content_type.split(";", 1)[0].strip().lower()
+    return mime or None
+
+
+def _type_refusal(mime: str | None) -> str | None:
+    if mime is None:
+        return None
+    if mime in _PLAYLIST_TYPES:
+        return f"server sent a playlist ({mime}), not a media file"
+    if mime.startswith(("audio/", "video/")) or mime in _OTHER_MEDIA_TYPES:
+        return None
+    return f"server sent {mime}, not media"
+
+
+def _sanitize(raw: str) -> str:
+    name = unicodedata.normalize("NFC", raw).replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(" " if unicodedata.category(c).startswith("Z") else c for c in name
+                   if not unicodedata.category(c).startswith("C"))
+    name = re.sub(r" +", " ", _UNSAFE_NAME.sub("_", name))
+    return name.lstrip(". _-").rstrip(". ")
+
+
+def _split(name: str) -> tuple[str, str]:
+    stem, dot, ext = name.rpartition(".")
+    return (stem, "." + ext.lower()) if dot and stem else (name, "")
+
+
+def _compose(stem: str, ext: str) -> str:
+    stem = stem.rstrip(". ") or "media"
+    while len(stem.encode("utf-8")) > _MAX_STEM_BYTES:
+        stem = stem[:-1]
+    return f"{stem.rstrip('. ') or 'media'}{ext}"
+
+
+def _disposition_filename(value: str) -> str | None:
+    try:  # http.client decodes headers as latin-1; many servers send raw UTF-8 anyway
+        value = value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        pass
+    extended = re.search(r"filename\*\s*=\s*([\w!#$&+.^`|~-]+)'[^']*'([^;\s]+)", value, re.IGNORECASE)
+    if extended:
+        try:
+            return unquote(extended.group(2), encoding=extended.group(1), errors="replace")
+        except LookupError:  # unknown charset
+            pass
+    message = email.message.Message()
+    try:
+        message["Content-Disposition"] = value
+        name = message.get_filename()
+    except Exception:  # a malformed header is ignored, like a missing one
+        return None
+    return name if isinstance(name, str) else None
+
+
+def _url_segment(url: str) -> str:
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return ""
+    return unquote(path.rstrip("/").rsplit("/", 1)[-1]) if path else ""
+
+
+def _filename(urls: list[str], content_disposition: str | None, content_type: str | None, shown: str) -> str:
+    candidates = []
+    if content_disposition:
+        candidates.append(_disposition_filename(content_disposition) or "")
+    candidates += [_url_segment(u) for u in urls]
+    names = [n for n in (_sanitize(c) for c in candidates if c) if n]
+    for name in names:
+        stem, ext = _split(name)
+        if ext in SUPPORTED_EXTENSIONS:
+            return _compose(stem, ext)
+    mime = _media_type(content_type)
+    ext = _TYPE_EXTENSIONS.get(mime or "")
+    if ext is None:
+        raise MediaError(shown, f"unsupported media: no supported file extension in the URL"
+                                f"{' or Content-Disposition' if content_disposition else ''}, and the content type "
+                                f"({mime or 'none'}) names no supported format; supported: "
+                                f"{' '.join(sorted(SUPPORTED_EXTENSIONS))}")
+    return _compose(_split(names[0])[0] if names else "media", ext)
+
+
+def filename_for(url: str, content_disposition: str | None = None, content_type: str | None = None) -> str:
+    """A safe file name with a supported (lower-case) extension for media downloaded from `url`.
+
+    Content-Disposition's filename when it has a supported extension, else the URL path's last segment; the
+    extension is derived from `content_type` when neither has one. Raises MediaError if none is supported.
+    """
+    return _filename([url], content_disposition, content_type, _redact(url))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Download
+
+
+def _kill(sock: socket.socket) -> None:
+    try:  # the plain socket's shutdown (not SSLSocket's, which is not safe from another thread)
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class _Watchdog:
+    """Shuts the current socket down when the whole download's time is up, waking any blocked read."""
+
+    def __init__(self, seconds: float):
+        self.fired = False
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            if self._sock is not None:
+                _kill(self._sock)
+
+    def watch(self, sock: socket.socket | None) -> None:
+        with self._lock:
+            self._sock = sock
+            if sock is not None and self.fired:
+                _kill(sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+        self.watch(None)
+
+
+class _Download:
+    def __init__(self, url: str, policy: FetchPolicy, resolve: Resolver, ssl_context: ssl.SSLContext | None):
+        self.shown = _redact(url)
+        self.policy = policy
+        self.resolve = resolve
+        self.ssl_context = ssl_context
+        self.deadline = time.monotonic() + policy.total_timeout
+        self.watchdog = _Watchdog(policy.total_timeout)
+
+    def out_of_time(self) -> FetchError:
+        return FetchError(self.shown, f"took longer than the total time limit of {self.policy.total_timeout:g} s "
+                                      "(FETCH_TOTAL_TIMEOUT)")
+
+    def remaining(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0 or self.watchdog.fired:
+            raise self.out_of_time()
+        return left
+
+    @contextmanager
+    def network(self, host: str, what: str) -> Iterator[None]:
+        try:
+            yield
+        except (MediaError, FetchError):
+            raise
+        except Exception as e:
+            if self.watchdog.fired or time.monotonic() >= self.deadline:
+                raise self.out_of_time() from e
+            if isinstance(e, ssl.SSLCertVerificationError):
+                raise MediaError(self.shown, f"the TLS certificate of {host} is not valid "
+                                             f"({e.verify_message or e})") from e
+            if isinstance(e, TimeoutError):
+                if what == "TLS handshake":
+                    raise FetchError(self.shown, f"TLS handshake with {host} timed out "
+                                                 f"({self.policy.connect_timeout:g} s)") from e
+                raise FetchError(self.shown, f"no data from {host} for {self.policy.read_timeout:g} s during {what} "
+                                             "(read timeout, FETCH_READ_TIMEOUT)") from e
+            if isinstance(e, (http.client.IncompleteRead, http.client.RemoteDisconnected, OSError)):
+                raise FetchError(self.shown, f"connection to {host} failed during {what} ({e!r})") from e
+            if isinstance(e, http.client.HTTPException):
+                raise MediaError(self.shown, f"invalid HTTP response from {host} ({e!r})") from e
+            raise
+
+    def connect(self, target: _Target, addresses: list[str]) -> http.client.HTTPConnection:
+        error: Exception | None = None
+        sock = None
+        for address in addresses:
+            try:
+                sock = _connect_socket(address, target.port, min(self.policy.connect_timeout, self.remaining()))
+                break
+            except OSError as e:  # refused, unreachable, timed out: try the next checked address
+                error = e
+                log.debug("connect to %s port %s failed: %r", address, target.port, e)
+        if sock is None:
+            if isinstance(error, TimeoutError):
+                reason = f"connect timeout ({self.policy.connect_timeout:g} s)"
+            else:
+                reason = repr(error)
+            raise FetchError(self.shown, f"cannot connect to {target.host} port {target.port} ({reason})")
+        try:
+            self.watchdog.watch(sock)
+            if target.scheme == "https":
+                context = self.ssl_context or ssl.create_default_context()
+                sock.settimeout(min(self.policy.connect_timeout, self.remaining()))
+                with self.network(target.host, "TLS handshake"):
+                    sock = context.wrap_socket(sock, server_hostname=target.host)
+                self.watchdog.watch(sock)
+            sock.settimeout(self.policy.read_timeout)
+        except BaseException:
+            self.watchdog.watch(None)
+            sock.close()
+            raise
+        connection = http.client.HTTPConnection(target.host, target.port)
+        connection.sock = sock  # already connected to the checked address: http.client never resolves
+        return connection
+
+    def request(self, target: _Target, connection: http.client.HTTPConnection) -> http.client.HTTPResponse:
+        with self.network(target.host, "the request"):
+            connection.putrequest("GET", target.request_target, skip_host=True, skip_accept_encoding=True)
+            connection.putheader("Host", target.host_header)
+            connection.putheader("User-Agent", USER_AGENT)
+            connection.putheader("Accept", "audio/*, video/*, application/octet-stream;q=0.9, */*;q=0.1")
+            connection.putheader("Accept-Encoding", "identity")
+            connection.putheader("Connection", "close")
+            connection.endheaders()
+            return connection.getresponse()
+
+    def run(self, url: str, dest_dir: Path) -> FetchedMedia:
+        urls = [url]
+        try:
+            for _ in range(self.policy.max_redirects + 1):
+                hop = urls[-1] if len(urls) > 1 else None
+                target = _parse(urls[-1], self.policy, self.shown, hop)
+                addresses = _addresses(target, self.policy, self.resolve, self.shown, hop)
+                self.remaining()
+                connection = self.connect(target, addresses)
+                try:
+                    response = self.request(target, connection)
+                    if response.status in REDIRECT_STATUSES:
+                        location = response.getheader("Location")
+                        if not location or not location.strip():
+                            raise MediaError(self.shown, f"HTTP {response.status} redirect without a Location header")
+                        try:
+                            urls.append(urljoin(urls[-1], location.strip()))
+                        except ValueError:
+                            raise MediaError(self.shown, "redirect to a malformed URL") from None
+                        log.debug("redirect %s -> %s", _redact(urls[-2]), _redact(urls[-1]))
+                        continue
+                    return self.save(target, response, urls, dest_dir)
+                finally:
+                    self.watchdog.watch(None)
+                    connection.close()
+            raise MediaError(self.shown, f"too many redirects (more than {self.policy.max_redirects})")
+        finally:
+            self.watchdog.cancel()
+
+    def check_response(self, response: http.client.HTTPResponse, hop: str) -> None:
+        status, reason = response.status, (response.reason or "").strip()
+        where = "" if hop == self.shown else f" (at {hop})"
+        if status == 200:
+            return
+        if status >= 500 or status in RETRYABLE_CLIENT_STATUSES:
+            raise FetchError(self.shown, f"HTTP {status} {reason}{where}; try again later")
+        if 400 <= status < 500:
+            raise MediaError(self.shown, f"HTTP {status} {reason}{where}")
+        raise MediaError(self.shown, f"unexpected HTTP status {status} {reason}{where}")
+
+    def save(self, target: _Target, response: http.client.HTTPResponse, urls: list[str],
+             dest_dir: Path) -> FetchedMedia:
+        self.check_response(response, _redact(urls[-1]))
+        content_type = response.getheader("Content-Type")
+        mime = _media_type(content_type)
+        refusal = _type_refusal(mime)
+        if refusal:
+            raise MediaError(self.shown, refusal)
+        encoding = (response.getheader("Content-Encoding") or "identity").strip().lower()
+        if encoding != "identity":
+            raise MediaError(self.shown, f"server sent a {encoding}-encoded body (Content-Encoding); not supported")
+        limit = self.policy.max_bytes
+        expected = response.length  # None when chunked, absent or invalid
+        if expected is not None and expected > limit:
+            raise MediaError(self.shown, f"too large: the server announces {expected} bytes, more than the limit of "
+                                         f"{limit} bytes (FETCH_MAX_BYTES)")
+        name = _filename(urls[::-1], response.getheader("Content-Disposition"), content_type, self.shown)
+
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".fetch-", suffix=".part", dir=dest_dir)
+        tmp = Path(tmp_name)
+        try:
+            digest, size = hashlib.sha256(), 0
+            with os.fdopen(fd, "wb") as out:
+                while True:
+                    with self.network(target.host, "the download"):
+                        chunk = response.read(min(_CHUNK, limit + 1 - size))
+                    if not chunk:
+                        break
+                    size += len(chunk)
+                    if size > limit:
+                        raise MediaError(self.shown, f"too large: more than the limit of {limit} bytes "
+                                                     "(FETCH_MAX_BYTES) received; download stopped")
+                    digest.update(chunk)
+                    out.write(chunk)
+            if self.watchdog.fired:  # the watchdog's shutdown looks like the end of a close-delimited body
+                raise self.out_of_time()
+            if expected is not None and size < expected:
+                raise FetchError(self.shown, f"connection closed after {size} of {expected} bytes")
+            if size == 0:
+                raise MediaError(self.shown, "the server sent an empty body (0 bytes)")
+            sha256 = digest.hexdigest()
+            path = _place(tmp, dest_dir, name, sha256)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        log.info("fetched %s -> %s (%d bytes)", self.shown, path, size)
+        return FetchedMedia(path, name, sha256, size, mime, urls[-1])
+
+
+def _same_bytes(path: Path, sha256: str) -> bool:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return False
+    return digest.hexdigest() == sha256
+
+
+def _place(tmp: Path, dest_dir: Path, name: str, sha256: str) -> Path:
+    """Move the finished temporary file to `name` in dest_dir, never replacing a different existing file."""
+    stem, ext = _split(name)
+    for candidate in (dest_dir / name, dest_dir / f"{stem}-{sha256[:12]}{ext}"):
+        try:
+            os.link(tmp, candidate)  # atomic, and fails if the name exists
+        except FileExistsError:
+            if _same_bytes(candidate, sha256):
+                tmp.unlink()
+                return candidate
+            continue
+        except OSError as e:  # a file system without hard links
+            if e.errno not in {errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS}:
+                raise
+            if candidate.exists():
+                if _same_bytes(candidate, sha256):
+                    tmp.unlink()
+                    return candidate
+                continue
+            os.replace(tmp, candidate)
+            return candidate
+        tmp.unlink()
+        return candidate
+    os.replace(tmp, candidate)  # the hash-named file holds other bytes under our hash prefix: ours wins
+    return candidate
+
+
+def fetch(url: str, dest_dir: str | Path, policy: FetchPolicy | None = None, *, resolve: Resolver | None = None,
+          ssl_context: ssl.SSLContext | None = None) -> FetchedMedia:
+    """Download the media at `url` into `dest_dir` under a safe name (see the module docstring).
+
+    `resolve(host, port) -> addresses` replaces the system resolver (tests, custom DNS); `ssl_context`
+    replaces the default verifying context (a private CA). Raises MediaError (permanent) or FetchError
+    (retryable).
+    """
+    policy = policy or FetchPolicy()
+    return _Download(url, policy, resolve or resolve_host, ssl_context).run(url, Path(dest_dir))
