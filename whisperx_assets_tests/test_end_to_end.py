@@ -9,6 +9,7 @@ import urllib.request
 
 import pytest
 
+from whisperx_assets.partitions import partition_key_for
 from whisperx_assets_tests.servers import REPO, graphql
 
 
@@ -41,21 +42,25 @@ def test_dropped_file_is_processed_to_combined(deployment, dialogue):
     shutil.copy(dialogue.path, partial)
     landed = time.time()
     partial.rename(inbox / "standup.wav")
+    expected = partition_key_for(inbox / "standup.wav")
     deadline = time.monotonic() + 400
     materialized = []
     while time.monotonic() < deadline and not materialized:
         time.sleep(2)
-        keys = [p.stem for p in (storage / "sources").glob("*.json")] if (storage / "sources").is_dir() else []
-        if keys:
-            data = graphql(url, MATERIALIZATIONS, {"partitions": keys})
-            materialized = data["assetOrError"]["assetMaterializations"]
+        data = graphql(url, MATERIALIZATIONS, {"partitions": [expected]})
+        materialized = (data["assetOrError"] or {}).get("assetMaterializations") or []
     if not materialized:
         pytest.fail("combined was not materialized in time; daemon log:\n" + (root / "daemon.log").read_text()[-4000:])
     elapsed = time.time() - landed
     key = materialized[0]["partition"]
-    assert key.startswith("standup-")
+    assert key == expected and key.startswith("standup-")
     assert (storage / "combined" / f"{key}.parquet").is_file()
-    assert (storage / "subtitles" / key / f"{key}.srt").is_file()
+    srt = storage / "subtitles" / key / f"{key}.srt"
+    for _ in range(30):  # subtitles follow combined in the same run
+        if srt.is_file():
+            break
+        time.sleep(1)
+    assert srt.is_file()
     run = graphql(url, RUN, {"runId": materialized[0]["runId"]})["runOrError"]
     assert run["status"] in ("SUCCESS", "STARTED")  # combined is done; subtitles may still be finishing
     stages = graphql(url, STAGE_SECONDS, {"partitions": [key]})["assetNodes"]
