@@ -118,7 +118,7 @@ class SpeechEngine:
         turns = diarizer(audio, num_speakers=config.num_speakers, min_speakers=config.min_speakers,
                          max_speakers=config.max_speakers)
         turns = turns_frame(turns.to_dict("records"))
-        facts = StageFacts(stage="diarization", model=config.diarization_model if "pretrained" in diarizer.backend else "-",
+        facts = StageFacts(stage="diarization", model=diarizer.backend.split(":", 1)[1],
                            backend=diarizer.backend, device=diarizer.device, audio_seconds=len(audio) / SAMPLE_RATE,
                            wall_seconds=time.perf_counter() - started, speakers=int(turns["speaker"].nunique()))
         return DiarizationResult(turns, facts)
