@@ -7,7 +7,7 @@ UV := python3 -m uv
 APT_PACKAGES := ffmpeg espeak-ng sox libsox-fmt-base libvo-amrwbenc0
 export PYANNOTE_METRICS_ENABLED ?= 0
 
-.PHONY: help install system-packages uv venv test run
+.PHONY: help install system-packages uv venv test run bench
 
 help:
 	@echo "make run      install what is missing, then start the Dagster UI and daemon on 127.0.0.1:3000"
@@ -48,3 +48,7 @@ run: install
 	@[ -e "$(INBOX_DIR)/pyannote-sample.wav" ] || cp $(SAMPLE) "$(INBOX_DIR)/pyannote-sample.wav"
 	@echo "Dagster UI: http://$(HOST):$(PORT)  inbox: $(INBOX_DIR)  outputs: $(STORAGE_DIR)"
 	$(UV) run --frozen --no-sync dagster dev -h $(HOST) -p $(PORT) -w workspace.yaml
+
+# Library alone vs. the pipeline through Dagster (bench/run.py); BENCH_FILES=N, BENCH_MODES=limit,inprocess,daemon.
+bench: install
+	$(UV) run --frozen --no-sync python bench/run.py

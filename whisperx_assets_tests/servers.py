@@ -53,7 +53,7 @@ def stop(process: subprocess.Popen) -> None:
 def deployment(root: Path):
     home, inbox, storage = root / "home", root / "inbox", root / "storage"
     for folder in (home, inbox, storage):
-        folder.mkdir()
+        folder.mkdir(parents=True)
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "INBOX_DIR": str(inbox), "STORAGE_DIR": str(storage),
