@@ -26,11 +26,11 @@ import pandas as pd
 from whisperx_assets.speech.config import SpeechConfig
 from whisperx_assets.speech.errors import ModelUnavailableError
 from whisperx_assets.speech.frames import StageFacts, segments_frame, to_whisperx_result, words_frame
+from whisperx_assets.speech.media import SAMPLE_RATE
 from whisperx_assets.speech.models import hub_offline, resolve_device
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000
 LANGUAGES_WITHOUT_SPACES = ("ja", "zh")  # as in whisperX: one "word" per character
 
 
@@ -241,16 +241,14 @@ class Aligner:
 
     def _whisper_word_times(self, chunk: np.ndarray, text: str, n_words: int) -> list[tuple[float, float, float] | None]:
         from faster_whisper.tokenizer import Tokenizer
-        from whisperx.audio import N_SAMPLES, log_mel_spectrogram
+        from whisperx.audio import N_SAMPLES
+
+        from whisperx_assets.speech.transcribe import encode_window
 
         model = self.whisper_model
         tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=self.language)
-        chunk = chunk[:N_SAMPLES]
-        n_mels = model.feat_kwargs.get("feature_size") or 80
-        mel = log_mel_spectrogram(chunk, n_mels=n_mels, padding=N_SAMPLES - chunk.shape[0])
-        encoded = model.encode(mel)
-        alignment = model.find_alignment(tokenizer, [tokenizer.encode(" " + text.strip())], encoded,
-                                         num_frames=len(chunk) // 160)[0]
+        alignment = model.find_alignment(tokenizer, [tokenizer.encode(" " + text.strip())], encode_window(model, chunk),
+                                         num_frames=len(chunk[:N_SAMPLES]) // 160)[0]
         whisper_words = [w for w in alignment if w["word"].strip()]
         if len(whisper_words) != n_words:
             # Whisper's word split differs from the whitespace split (rare): leave these to interpolation.

@@ -25,8 +25,8 @@ import pandas as pd
 
 from whisperx_assets.speech.config import SpeechConfig
 from whisperx_assets.speech.errors import ModelUnavailableError
+from whisperx_assets.speech.media import SAMPLE_RATE
 
-SAMPLE_RATE = 16_000
 COLUMNS = ("start", "end", "speaker")
 OFFLINE_BACKEND = "offline:whisperx-segmentation+resemblyzer"
 PRETRAINED_PREFIX = "pyannote-pretrained:"

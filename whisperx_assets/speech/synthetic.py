@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-SAMPLE_RATE = 16_000
+from whisperx_assets.speech.media import SAMPLE_RATE
 
 # Voices that espeak-ng renders clearly distinct (different variants and pitch).
 VOICES = {

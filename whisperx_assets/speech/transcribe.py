@@ -9,9 +9,9 @@ import numpy as np
 
 from whisperx_assets.speech.config import SpeechConfig
 from whisperx_assets.speech.frames import StageFacts, segments_frame
+from whisperx_assets.speech.media import SAMPLE_RATE
 from whisperx_assets.speech.models import cpu_threads, resolve_device, resolve_whisper_model
 
-SAMPLE_RATE = 16_000
 
 
 @dataclasses.dataclass
@@ -38,6 +38,15 @@ def asr_options(config: SpeechConfig) -> dict:
         "suppress_tokens": list(config.suppress_tokens),
         "suppress_numerals": config.suppress_numerals,
     }
+
+
+def encode_window(model, audio: np.ndarray):
+    """Whisper's encoder output for the first 30 s of `audio` (padded as whisperX pads)."""
+    from whisperx.audio import N_SAMPLES, log_mel_spectrogram
+
+    window = audio[:N_SAMPLES]
+    n_mels = model.feat_kwargs.get("feature_size") or 80
+    return model.encode(log_mel_spectrogram(window, n_mels=n_mels, padding=N_SAMPLES - window.shape[0]))
 
 
 class Transcriber:
@@ -70,15 +79,9 @@ class Transcriber:
 
     def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
         """whisperX's detection (first 30 s after leading silence), keeping the probability it drops."""
-        from whisperx.audio import N_SAMPLES, log_mel_spectrogram
-
         voiced = np.flatnonzero(np.abs(audio) > 1e-3)
-        window = audio[voiced[0]:] if voiced.size else audio
-        window = window[:N_SAMPLES]
         model = self.pipeline.model
-        n_mels = model.feat_kwargs.get("feature_size") or 80
-        mel = log_mel_spectrogram(window, n_mels=n_mels, padding=N_SAMPLES - window.shape[0])
-        encoded = model.encode(mel)
+        encoded = encode_window(model, audio[voiced[0]:] if voiced.size else audio)
         token, probability = model.model.detect_language(encoded)[0][0]
         return token[2:-2], float(probability)
 
