@@ -1,4 +1,7 @@
-"""Checks on each partition's outputs, reported with the materialization (they run per partition)."""
+"""Checks on each step's outputs, reported with the materialization.
+
+A step covers one partition or a batch; a check result covers the step, and its `problems` metadata names
+the partitions that failed it."""
 
 from __future__ import annotations
 
@@ -8,10 +11,16 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec
 TOLERANCE_S = 0.5  # times may run a little past the decoded end (VAD and frame rounding)
 
 
-def _result(name: str, asset: str, problems: list[str], **metadata) -> AssetCheckResult:
-    return AssetCheckResult(check_name=name, asset_key=asset, passed=not problems,
-                            severity=AssetCheckSeverity.ERROR,
-                            metadata={"problems": "; ".join(problems) or "none", **metadata})
+def check_result(name: str, asset: str, problems: dict[str, list[str]], **metadata) -> AssetCheckResult:
+    """`problems`: {partition key: problems found}; passed when there are none."""
+    found = {key: p for key, p in problems.items() if p}
+    if len(problems) == 1:
+        text = "; ".join(next(iter(problems.values()))) or "none"
+    else:
+        text = " | ".join(f"{key}: {'; '.join(p)}" for key, p in found.items()) or "none"
+    return AssetCheckResult(check_name=name, asset_key=asset, passed=not found, severity=AssetCheckSeverity.ERROR,
+                            metadata={"problems": text, "partitions_checked": len(problems),
+                                      "partitions_failing": len(found), **metadata})
 
 
 def times_inside_audio(frame: pd.DataFrame, duration: float, start: str = "start", end: str = "end") -> list[str]:
@@ -24,26 +33,20 @@ def times_inside_audio(frame: pd.DataFrame, duration: float, start: str = "start
     return problems
 
 
-def check_word_times(asset: str, table: pd.DataFrame, duration: float) -> AssetCheckResult:
+def word_time_problems(table: pd.DataFrame, duration: float) -> list[str]:
     words = table[table["word_index"].notna()]
     problems = times_inside_audio(words, duration)
     unordered = words.dropna(subset=["start"]).groupby("segment_id")["start"].apply(
         lambda s: not s.is_monotonic_increasing).sum()
     if unordered:
         problems.append(f"{int(unordered)} segments with words out of order")
-    return _result("word_times_valid", asset, problems, words=len(words))
+    return problems
 
 
-def check_turns(turns: pd.DataFrame, duration: float) -> AssetCheckResult:
-    return _result("turns_valid", "diarization", times_inside_audio(turns, duration),
-                   speakers=int(turns["speaker"].nunique()))
-
-
-def check_speakers_assigned(table: pd.DataFrame, turns: pd.DataFrame) -> AssetCheckResult:
+def speaker_problems(table: pd.DataFrame, turns: pd.DataFrame) -> list[str]:
     words = table[table["word_index"].notna()]
     missing = int(words["speaker"].isna().sum()) if len(turns) else 0
-    problems = [f"{missing} of {len(words)} words have no speaker"] if missing else []
-    return _result("every_word_has_speaker", "combined", problems)
+    return [f"{missing} of {len(words)} words have no speaker"] if missing else []
 
 
 CHECK_SPECS = {

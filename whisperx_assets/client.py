@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
+from whisperx_assets.jobs import RANGE_END, RANGE_START
 from whisperx_assets.partitions import content_hash, is_url, partition_key, url_partition_key
 from whisperx_assets.speech.media import SUPPORTED_EXTENSIONS
 
@@ -45,10 +46,12 @@ query ($runId: ID!) {
   }
 }"""
 
-RUNS_FOR_PARTITION = """
+# A partition's runs include batch runs over a range of partitions, which carry no per-partition tag: ask
+# each asset for the latest run that planned it.
+LATEST_RUN_FOR_PARTITION = """
 query ($key: String!) {
-  runsOrError(filter: {tags: [{key: "dagster/partition", value: $key}]}, limit: 1) {
-    ... on Runs { results { runId status } }
+  assetNodes {
+    latestRunForPartition(partition: $key) { runId creationTime }
   }
 }"""
 
@@ -69,6 +72,7 @@ query ($limit: Int!) {
   runsOrError(filter: {pipelineName: "process_media"}, limit: $limit) {
     ... on Runs { results { runId status tags { key value } stepStats { stepKey status } } }
   }
+  assetNodeOrError(assetKey: {path: ["media"]}) { ... on AssetNode { partitionKeys } }
 }"""
 
 MATERIALIZATION = """
@@ -170,14 +174,17 @@ class WhisperXClient(DagsterGraphQLClient):
         failures = [f"{e['stepKey']}: {e['error']['message'].strip()}" for e in events
                     if e.get("__typename") == "ExecutionStepFailureEvent"]
         tags = {t["key"]: t["value"] for t in run["tags"]}
-        return {"run_id": run["runId"], "status": run["status"], "partition": tags.get("dagster/partition"),
+        partition = tags.get("dagster/partition") or (f"{tags[RANGE_START]}..{tags[RANGE_END]}" if RANGE_START in tags
+                                                       else None)
+        return {"run_id": run["runId"], "status": run["status"], "partition": partition,
                 "steps": {s["stepKey"]: s["status"] for s in run["stepStats"]},
                 "start_time": run["stats"].get("startTime"), "end_time": run["stats"].get("endTime"),
                 "failure": failures[-1] if failures else None}
 
     def latest_run_for_partition(self, key: str) -> dict | None:
-        runs = self.query(RUNS_FOR_PARTITION, {"key": key})["runsOrError"].get("results") or []
-        return self.run(runs[0]["runId"]) if runs else None
+        runs = [node["latestRunForPartition"] for node in self.query(LATEST_RUN_FOR_PARTITION, {"key": key})["assetNodes"]
+                if node["latestRunForPartition"]]
+        return self.run(max(runs, key=lambda r: r["creationTime"])["runId"]) if runs else None
 
     def partitions(self, recent_runs: int = 1000) -> dict[str, dict[str, str]]:
         """{partition key: {asset: materialized|failed|materializing|missing}}.
@@ -192,11 +199,20 @@ class WhisperXClient(DagsterGraphQLClient):
                                  ("materializingPartitions", "materializing"), ("unmaterializedPartitions", "missing")):
                 for key in statuses.get(field) or []:
                     states.setdefault(key, {})[asset] = state
+        data = self.query(RECENT_RUNS, {"limit": recent_runs})
+        order = (data.get("assetNodeOrError") or {}).get("partitionKeys") or []
+        position = {key: i for i, key in enumerate(order)}
         latest: dict[str, dict] = {}
-        for run in self.query(RECENT_RUNS, {"limit": recent_runs})["runsOrError"].get("results") or []:
-            key = next((t["value"] for t in run["tags"] if t["key"] == "dagster/partition"), None)
-            if key and key not in latest:  # newest first
-                latest[key] = run
+        for run in data["runsOrError"].get("results") or []:  # newest first
+            tags = {t["key"]: t["value"] for t in run["tags"]}
+            if "dagster/partition" in tags:
+                keys = [tags["dagster/partition"]]
+            elif tags.get(RANGE_START) in position and tags.get(RANGE_END) in position:
+                keys = order[position[tags[RANGE_START]]:position[tags[RANGE_END]] + 1]
+            else:
+                keys = []
+            for key in keys:
+                latest.setdefault(key, run)
         for key, run in latest.items():
             for step in run["stepStats"]:
                 if step["status"] == "FAILURE" and step["stepKey"] in ASSETS:

@@ -1,4 +1,4 @@
-"""The Dagster code location: assets, checks, resources, IO manager, job and sensor."""
+"""The Dagster code location: assets, checks, resources, IO manager, job and sensors."""
 
 from dagster import Definitions
 
@@ -6,7 +6,7 @@ from whisperx_assets.assets import alignment, combined, diarization, media, subt
 from whisperx_assets.io_managers import ParquetIOManager
 from whisperx_assets.jobs import process_media_job
 from whisperx_assets.resources import MediaStoreResource, WhisperXResource
-from whisperx_assets.sensors import media_inbox_sensor
+from whisperx_assets.sensors import media_inbox_sensor, split_failed_batch_sensor
 from whisperx_assets.settings import PipelineSettings
 
 storage_dir = str(PipelineSettings.from_env().storage_dir.resolve())
@@ -14,7 +14,7 @@ storage_dir = str(PipelineSettings.from_env().storage_dir.resolve())
 defs = Definitions(
     assets=[media, transcript, alignment, diarization, combined, subtitles],
     jobs=[process_media_job],
-    sensors=[media_inbox_sensor],
+    sensors=[media_inbox_sensor, split_failed_batch_sensor],
     resources={
         "whisperx": WhisperXResource(),
         "storage": MediaStoreResource(root=storage_dir),

@@ -1,10 +1,50 @@
-"""The one job: every asset of a media file, in one process so each model loads once per run."""
+"""The one job, and how runs of it are requested: one file, or a batch of files in one run.
 
-from dagster import AssetSelection, define_asset_job, in_process_executor
+A batch is a contiguous range of `media_files` partitions (Dagster's partition-range run tags): one run
+process imports the libraries and loads each model once for all of its files, and every file still has its
+own partition, Parquet files, metadata and lineage. Backfills batch the same way (`BATCHES`).
+"""
+
+import hashlib
+import warnings
+from collections.abc import Sequence
+
+from dagster import (AssetKey, AssetSelection, BackfillPolicy, BetaWarning, RunRequest, define_asset_job,
+                     in_process_executor)
+
+from whisperx_assets.settings import PipelineSettings
+
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+# Every asset takes BATCHES; the beta notice would be printed once per asset by each process that loads them.
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=BetaWarning)
+BATCHES = BackfillPolicy.multi_run(max_partitions_per_run=PipelineSettings.from_env().batch_max_files)
 
 process_media_job = define_asset_job(
     "process_media",
     selection=AssetSelection.groups("speech", "exports"),
     executor_def=in_process_executor,
-    description="Ingest, transcribe, align, diarize, combine and export one media file (one partition).",
+    description="Ingest, transcribe, align, diarize, combine and export media files: one partition per file, "
+                "one or several partitions per run.",
 )
+
+
+def process_media_request(keys: Sequence[str], run_key: str | None = None, tags: dict[str, str] | None = None,
+                          asset_selection: Sequence[AssetKey] | None = None) -> RunRequest:
+    """A run of `process_media` for `keys`, which must be contiguous in the partitions' order (as keys
+    added together are)."""
+    if not keys:
+        raise ValueError("no partitions to run")
+    tags = dict(tags or {})
+    if len(keys) == 1:
+        return RunRequest(run_key=run_key, partition_key=keys[0], tags=tags, asset_selection=asset_selection)
+    tags.update({RANGE_START: keys[0], RANGE_END: keys[-1], "whisperx_assets/batch_size": str(len(keys))})
+    return RunRequest(run_key=run_key, tags=tags, asset_selection=asset_selection)
+
+
+def batch_run_key(keys: Sequence[str]) -> str:
+    return f"batch-{len(keys)}-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+
+
+def batches(keys: Sequence[str], size: int) -> list[list[str]]:
+    return [list(keys[i:i + size]) for i in range(0, len(keys), size)]

@@ -2,11 +2,13 @@
 
 Runs use the in-process executor, so one `WhisperXResource` serves every asset of a run: each model loads
 once per run (on first use, never at import or in the sensor) and is released at teardown, which also
-frees GPU memory. Decoded audio of the current partition is kept too, so stages do not decode twice.
+frees GPU memory. Decoded audio is kept for the run (up to AUDIO_CACHE_SECONDS of it, least recently used
+dropped first), so the stages of a batch decode each file once.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 from typing import Optional
 
@@ -14,9 +16,10 @@ import numpy as np
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
+from whisperx_assets.settings import PipelineSettings
 from whisperx_assets.speech.config import SpeechConfig
 from whisperx_assets.speech.engine import SpeechEngine
-from whisperx_assets.speech.media import MediaInfo
+from whisperx_assets.speech.media import SAMPLE_RATE, MediaInfo
 from whisperx_assets.store import MediaStore
 
 
@@ -55,7 +58,8 @@ class WhisperXResource(ConfigurableResource):
     max_speakers: Optional[int] = None
 
     _engine: Optional[SpeechEngine] = PrivateAttr(default=None)
-    _audio: dict = PrivateAttr(default_factory=dict)
+    _audio: OrderedDict = PrivateAttr(default_factory=OrderedDict)
+    _memos: dict = PrivateAttr(default_factory=dict)
 
     def speech_config(self) -> SpeechConfig:
         return SpeechConfig.from_env(**{k: v for k, v in self.model_dump().items() if v is not None})
@@ -68,10 +72,18 @@ class WhisperXResource(ConfigurableResource):
 
     def load_audio(self, path: Path) -> tuple[MediaInfo, np.ndarray]:
         key = (str(path), path.stat().st_mtime_ns)
-        if key not in self._audio:
-            self._audio.clear()  # keep one file's samples: a run's stages work on one partition at a time
-            self._audio[key] = self.engine.load(path)
-        return self._audio[key]
+        if key in self._audio:
+            self._audio.move_to_end(key)
+            return self._audio[key]
+        loaded = self._audio[key] = self.engine.load(path)
+        budget = PipelineSettings.from_env().audio_cache_seconds * SAMPLE_RATE
+        while len(self._audio) > 1 and sum(len(samples) for _, samples in self._audio.values()) > budget:
+            self._audio.popitem(last=False)
+        return loaded
+
+    def memo(self, stage: str) -> dict:
+        """Results of `stage` already computed in this run, kept across retries of its step."""
+        return self._memos.setdefault(stage, {})
 
     def free_memory(self) -> None:
         """After a CUDA out-of-memory error: drop models and cached audio, empty the GPU cache."""
@@ -81,6 +93,7 @@ class WhisperXResource(ConfigurableResource):
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         self.free_memory()
+        self._memos.clear()
         self._engine = None
 
 

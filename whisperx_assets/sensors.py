@@ -1,15 +1,28 @@
-"""`media_inbox_sensor`: new or changed media files in the inbox become partitions and runs.
+"""Sensors: `media_inbox_sensor` turns new media files into partitions and runs; `split_failed_batch_sensor`
+keeps one file's failure from holding back the other files of its batch.
+
+`media_inbox_sensor`: new or changed media files in the inbox become partitions and runs.
 
 Each tick walks the inbox (recursively, supported extensions only, hidden files skipped), and for each file
 not seen before with the same size and modification time:
 - skips it for now if it was modified in the last SENSOR_SETTLE_SECONDS (still being written);
 - hashes it, derives its partition key (see `partitions`), records its source in the store;
-- adds the partition and requests a run for it, unless the key already exists (same bytes, same name).
-Partition adds and run requests go out in one `SensorResult`; the daemon applies the adds first. The
+- adds the partition, unless the key already exists (same bytes, same name).
+The new partitions of a tick are run in batches of up to BATCH_MAX_FILES per run (one run process loads
+the models once for all of them; each file keeps its own partition). Partition adds and run requests go
+out in one `SensorResult`; the daemon applies the adds first, in order, so each batch is a contiguous
+range of partitions. The
 cursor remembers every file handled (size, mtime, key), so an unchanged file is never hashed or run again,
 and work per tick is capped (SENSOR_MAX_FILES_PER_TICK, and a time budget) so a flood of files never
 times the sensor out: the rest is picked up on the next ticks. A file that cannot be read is logged and
 skipped; it never stops the others.
+
+`split_failed_batch_sensor`: Dagster cannot mark single partitions of a multi-partition run failed, so when
+a batch run fails, every file in it is shown failed and none is materialized. The sensor re-runs it split:
+each file the failure names (`failed_partitions`, see `stage_guard`) in a run of its own, where it fails
+again with its own error and status, and the other files as batches again. A crashed batch run is first
+retried whole by Dagster's run retries (from the failed step); once those are spent, every file gets a
+run of its own. A failure that names no file (e.g. a model that cannot be loaded) is not split.
 """
 
 
@@ -18,13 +31,16 @@ import os
 import time
 from pathlib import Path
 
-from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
+from dagster import (DefaultSensorStatus, RunFailureSensorContext, SensorEvaluationContext, SensorResult, SkipReason,
+                     run_failure_sensor, sensor)
 
-from whisperx_assets.jobs import process_media_job
+from whisperx_assets.jobs import (RANGE_END, RANGE_START, batch_run_key, batches, process_media_job,
+                                   process_media_request)
 from whisperx_assets.partitions import content_hash, media_files, partition_key
 from whisperx_assets.resources import MediaStoreResource
 from whisperx_assets.settings import PipelineSettings
 from whisperx_assets.speech.media import SUPPORTED_EXTENSIONS
+from whisperx_assets.stage_guard import FAILED_PARTITIONS
 
 TICK_TIME_BUDGET_S = 30.0  # well inside the default 60 s sensor timeout
 
@@ -62,8 +78,8 @@ def media_inbox_sensor(context: SensorEvaluationContext, storage: MediaStoreReso
     store = storage.store
     started, now = time.monotonic(), time.time()
     new_keys: list[str] = []
-    runs: list[RunRequest] = []
-    pending = 0
+    names: dict[str, str] = {}
+    handled = pending = 0
     for path, stat in sorted(scan_inbox(inbox)):
         name = str(path.relative_to(inbox))
         fingerprint = [stat.st_size, stat.st_mtime_ns]
@@ -72,23 +88,81 @@ def media_inbox_sensor(context: SensorEvaluationContext, storage: MediaStoreReso
         if now - stat.st_mtime < settings.sensor_settle_seconds or stat.st_size == 0 and now - stat.st_mtime < 60:
             pending += 1  # still being written (an empty file gets a minute to grow before it counts as bad)
             continue
-        if len(runs) >= settings.sensor_max_files_per_tick or time.monotonic() - started > TICK_TIME_BUDGET_S:
+        if handled >= settings.sensor_max_files_per_tick or time.monotonic() - started > TICK_TIME_BUDGET_S:
             pending += 1
             continue
         try:
             sha256 = content_hash(path)
             key = partition_key(path.name, sha256)
-            if key not in existing and key not in new_keys:
+            if key not in existing and key not in names:
                 store.register_source(key, str(path), path.name, sha256)
                 new_keys.append(key)
-                runs.append(RunRequest(partition_key=key, run_key=key, tags={"whisperx_assets/source": name}))
+                names[key] = name
         except OSError as exc:
             context.log.warning(f"skipping {name}: {exc}")
             continue
+        handled += 1
         seen[name] = [*fingerprint, key]
     if pending:
         context.log.info(f"{pending} files left for the next tick")
-    if not runs and not pending:
+    if not new_keys and not pending:
         return SensorResult(skip_reason=SkipReason("no new media files"), cursor=json.dumps(seen))
+    runs = [process_media_request(batch, run_key=batch[0] if len(batch) == 1 else batch_run_key(batch),
+                                  tags={"whisperx_assets/source": names[batch[0]] if len(batch) == 1 else
+                                        f"{names[batch[0]]} and {len(batch) - 1} more"})
+            for batch in batches(new_keys, settings.batch_max_files)]
     return SensorResult(run_requests=runs, dynamic_partitions_requests=[media_files.build_add_request(new_keys)]
                         if new_keys else [], cursor=json.dumps(seen))
+
+
+def split_plan(keys: list[str], failed: set[str] | None) -> list[list[str]]:
+    """The runs that replace a failed batch of `keys` (in partition order): each failed key alone, the
+    others in contiguous batches; every key alone when the failed ones are not known (`None`)."""
+    if failed is None:
+        return [[key] for key in keys]
+    plan: list[list[str]] = []
+    segment: list[str] = []
+    for key in keys:
+        if key in failed:
+            plan += [segment] if segment else []
+            plan.append([key])
+            segment = []
+        else:
+            segment.append(key)
+    return plan + ([segment] if segment else [])
+
+
+def failed_partitions(context: RunFailureSensorContext) -> set[str] | None:
+    """Keys named by the run's step failures; None when it crashed without a step failure."""
+    events = context.get_step_failure_events()
+    if not events:
+        return None
+    named: set[str] = set()
+    for event in events:
+        user_data = event.step_failure_data.user_failure_data if event.step_failure_data else None
+        entry = (user_data.metadata or {}).get(FAILED_PARTITIONS) if user_data else None
+        if entry is not None:
+            named.update(entry.value)
+    return named
+
+
+@run_failure_sensor(request_job=process_media_job, default_status=DefaultSensorStatus.RUNNING,
+                    minimum_interval_seconds=5)
+def split_failed_batch_sensor(context: RunFailureSensorContext):
+    run = context.dagster_run
+    start, end = run.tags.get(RANGE_START), run.tags.get(RANGE_END)
+    if not start or not end or run.tags.get("dagster/will_retry") == "true":
+        return SkipReason("not a batch run, or Dagster will retry it")
+    order = context.instance.get_dynamic_partitions(media_files.name)
+    if start not in order or end not in order:
+        return SkipReason(f"partitions {start}..{end} no longer exist")
+    keys = order[order.index(start):order.index(end) + 1]
+    failed = failed_partitions(context)
+    if failed is not None and not failed & set(keys):
+        return SkipReason(f"the failure of run {run.run_id} names no file; not split")
+    selection = list(run.asset_selection) if run.asset_selection else None
+    plan = split_plan(keys, failed)
+    context.log.info(f"splitting run {run.run_id} ({len(keys)} files) into {len(plan)} runs")
+    return [process_media_request(batch, run_key=f"split-{run.run_id}-{i}", asset_selection=selection,
+                                  tags={"whisperx_assets/split_from": run.run_id})
+            for i, batch in enumerate(plan)]

@@ -27,6 +27,8 @@ class PipelineSettings:
     sensor_interval: int = 10  # SENSOR_INTERVAL seconds between inbox scans
     sensor_max_files_per_tick: int = 500  # SENSOR_MAX_FILES_PER_TICK
     sensor_settle_seconds: float = 2.0  # SENSOR_SETTLE_SECONDS: a file must be unchanged this long
+    audio_cache_seconds: float = 3600.0  # AUDIO_CACHE_SECONDS of decoded audio kept per run (230 MB per hour)
+    batch_max_files: int = 32  # BATCH_MAX_FILES: partitions per run (files arriving together, backfills)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "PipelineSettings":
@@ -44,6 +46,8 @@ class PipelineSettings:
         settings = cls(**values)
         if settings.retry_max_attempts < 1 or settings.retry_backoff_coefficient < 1:
             raise ValueError("RETRY_MAX_ATTEMPTS must be >= 1 and RETRY_BACKOFF_COEFFICIENT >= 1")
+        if settings.batch_max_files < 1:
+            raise ValueError("BATCH_MAX_FILES must be >= 1 (1 = one run per file)")
         return settings
 
     def stage_timeout(self, stage: str) -> float:

@@ -1,4 +1,4 @@
-"""media_inbox_sensor on real files in a temporary inbox."""
+"""media_inbox_sensor on real files in a temporary inbox; split_failed_batch_sensor on a real failed batch run."""
 
 import json
 import os
@@ -7,9 +7,10 @@ import time
 import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context
 
+from whisperx_assets.jobs import RANGE_END, RANGE_START
 from whisperx_assets.partitions import is_valid_key, media_files
 from whisperx_assets.resources import MediaStoreResource
-from whisperx_assets.sensors import media_inbox_sensor
+from whisperx_assets.sensors import media_inbox_sensor, split_plan
 from whisperx_assets.store import MediaStore
 
 
@@ -46,17 +47,30 @@ def tick(instance, tmp_path, cursor=None) -> SensorResult:
     return result
 
 
+def run_keys(instance, result) -> list[list[str]]:
+    """The partitions of each requested run, as Dagster resolves them (ranges in partition order)."""
+    order = instance.get_dynamic_partitions(media_files.name)
+    runs = []
+    for r in result.run_requests:
+        if r.partition_key:
+            runs.append([r.partition_key])
+        else:
+            runs.append(order[order.index(r.tags[RANGE_START]):order.index(r.tags[RANGE_END]) + 1])
+    return runs
+
+
 def test_new_files_become_partitions_and_runs(inbox, instance, tmp_path):
     drop(inbox / "a.wav")
     drop(inbox / "nested" / "deeper" / "Call Two.MP4", b"other bytes")
     drop(inbox / "notes.txt")  # unsupported: ignored
     drop(inbox / ".partial.wav")  # hidden (e.g. an upload in progress): ignored
     result = tick(instance, tmp_path)
-    keys = sorted(r.partition_key for r in result.run_requests)
+    [batch] = run_keys(instance, result)  # files arriving together: one run
+    keys = sorted(batch)
     assert len(keys) == 2 and all(is_valid_key(k) for k in keys)
     assert keys[0].startswith("a-") and keys[1].startswith("call-two-")
     assert sorted(instance.get_dynamic_partitions("media_files")) == keys
-    assert {r.run_key for r in result.run_requests} == set(keys)
+    assert result.run_requests[0].tags["whisperx_assets/batch_size"] == "2"
     store = MediaStore(tmp_path / "store")
     assert store.source(keys[0])["source"] == str(inbox / "a.wav")
 
@@ -103,7 +117,7 @@ def test_unreadable_file_does_not_stop_others(inbox, instance, tmp_path, monkeyp
 
     monkeypatch.setattr(sensors, "content_hash", flaky)
     result = tick(instance, tmp_path)
-    assert [r.partition_key[:5] for r in result.run_requests] == ["good-"]
+    assert [r.partition_key[:5] for r in result.run_requests] == ["good-"]  # a single file: a one-partition run
     assert "bad.wav" not in json.loads(result.cursor)  # tried again next tick
     assert bad.exists()
 
@@ -113,10 +127,77 @@ def test_thousand_files_at_once(inbox, instance, tmp_path):
         drop(inbox / f"batch{i // 100}" / f"clip {i:04d}.wav", f"clip {i}".encode())
     started = time.monotonic()
     first = tick(instance, tmp_path)
+    first_runs = run_keys(instance, first)
     second = tick(instance, tmp_path, first.cursor)
     elapsed = time.monotonic() - started
-    assert len(first.run_requests) == 500 and len(second.run_requests) == 500  # capped per tick
+    runs = first_runs + run_keys(instance, second)
+    assert sum(map(len, first_runs)) == 500  # capped per tick
+    assert [len(r) for r in runs] == [32] * 15 + [20] + [32] * 15 + [20]  # BATCH_MAX_FILES per run
+    assert sorted(k for r in runs for k in r) == sorted(instance.get_dynamic_partitions("media_files"))
     assert len(set(instance.get_dynamic_partitions("media_files"))) == 1000
     assert not tick(instance, tmp_path, second.cursor).run_requests
     print(f"1000 files in two ticks: {elapsed:.1f} s")
     assert elapsed < 30
+
+
+def test_batch_size_is_configurable(inbox, instance, tmp_path, monkeypatch):
+    monkeypatch.setenv("BATCH_MAX_FILES", "1")
+    for name in ("a", "b", "c"):
+        drop(inbox / f"{name}.wav", name.encode())
+    assert [len(r) for r in run_keys(instance, tick(instance, tmp_path))] == [1, 1, 1]
+
+
+def test_split_plan():
+    keys = list("abcdef")
+    assert split_plan(keys, {"c"}) == [["a", "b"], ["c"], ["d", "e", "f"]]
+    assert split_plan(keys, {"a", "f"}) == [["a"], ["b", "c", "d", "e"], ["f"]]
+    assert split_plan(keys, {"c", "d"}) == [["a", "b"], ["c"], ["d"], ["e", "f"]]
+    assert split_plan(keys, None) == [[k] for k in keys]  # crashed, cause unknown: every file alone
+
+
+def test_a_failed_batch_run_is_split_around_the_bad_file(tmp_path, instance):
+    """A real batch run of `media` fails on one bad file; the sensor asks for the good files together and the
+    bad one alone. A one-file run is never split."""
+    import numpy as np
+    import soundfile as sf
+    from dagster import DagsterEventType, build_run_status_sensor_context, materialize
+
+    from whisperx_assets.assets import media
+    from whisperx_assets.io_managers import ParquetIOManager
+    from whisperx_assets.partitions import partition_key_for
+    from whisperx_assets.resources import WhisperXResource
+    from whisperx_assets.sensors import split_failed_batch_sensor
+
+    store = MediaStore(tmp_path / "store")
+    paths = [tmp_path / "one.wav", tmp_path / "bad.wav", tmp_path / "two.wav"]
+    sf.write(paths[0], np.zeros(16_000, dtype=np.float32), 16_000)
+    paths[1].write_bytes(b"not audio at all" * 64)
+    sf.write(paths[2], np.zeros(8_000, dtype=np.float32), 16_000)
+    keys = [partition_key_for(p) for p in paths]
+    for key, path in zip(keys, paths):
+        store.register_source(key, str(path), path.name)
+    instance.add_dynamic_partitions(media_files.name, keys)
+    resources = {"whisperx": WhisperXResource(), "storage": MediaStoreResource(root=str(store.root)),
+                 "io_manager": ParquetIOManager(base_dir=str(store.root))}
+
+    def split(**target):
+        result = materialize([media], instance=instance, resources=resources, raise_on_error=False, **target)
+        assert not result.success
+        run = instance.get_run_by_id(result.run_id)
+        [failure] = [e.dagster_event for e in instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_FAILURE)]
+        context = build_run_status_sensor_context(sensor_name="split_failed_batch_sensor", dagster_event=failure,
+                                                  dagster_instance=instance, dagster_run=run).for_run_failure()
+        return run, split_failed_batch_sensor(context)
+
+    run, requests = split(tags={RANGE_START: keys[0], RANGE_END: keys[2]})
+    order = instance.get_dynamic_partitions(media_files.name)
+    planned = [[r.partition_key] if r.partition_key else
+               order[order.index(r.tags[RANGE_START]):order.index(r.tags[RANGE_END]) + 1] for r in requests]
+    assert planned == [[keys[0]], [keys[1]], [keys[2]]]  # the bad file sits between the two good ones
+    assert all(r.tags["whisperx_assets/split_from"] == run.run_id for r in requests)
+    selection = list(run.asset_selection) if run.asset_selection else None
+    assert all(r.asset_selection == selection for r in requests)  # the failed run's assets, no more
+    assert len({r.run_key for r in requests}) == 3
+
+    run, skipped = split(partition_key=keys[1])
+    assert "not a batch run" in skipped.skip_message

@@ -1,5 +1,6 @@
-"""Retries with capped exponential backoff, no retries for bad media, OOM recovery, per-stage time limits.
-Fast unit tests: a fake engine stands in for the models (the real-model runs are in test_assets)."""
+"""Retries with capped exponential backoff, no retries for bad media, OOM recovery, per-stage time limits, and
+one file's failure in a batch run. Fast unit tests: a fake engine stands in for the models (the real-model
+runs are in test_assets)."""
 
 import time
 
@@ -9,15 +10,17 @@ from dagster import AssetSpec, DagsterInstance, materialize
 
 from whisperx_assets.assets import transcript
 from whisperx_assets.io_managers import ParquetIOManager
+from whisperx_assets.jobs import RANGE_END, RANGE_START
 from whisperx_assets.partitions import media_files
 from whisperx_assets.resources import WhisperXResource
 from whisperx_assets.settings import PipelineSettings
 from whisperx_assets.speech.errors import MediaError
 from whisperx_assets.speech.frames import StageFacts, segments_frame
 from whisperx_assets.speech.transcribe import TranscriptResult
-from whisperx_assets.stage_guard import retry_delay
+from whisperx_assets.stage_guard import FAILED_PARTITIONS, retry_delay
 
 KEY = "clip-0123456789ab"
+BATCH = ["clip-a-0123456789ab", "clip-b-0123456789ab", "clip-c-0123456789ab"]
 
 
 def test_retry_delay_backoff_and_cap():
@@ -29,15 +32,21 @@ def test_retry_delay_backoff_and_cap():
 
 
 class FakeEngine:
+    """Fails as told: `failures` is a list (for every file, in call order) or {partition key: list}."""
+
     def __init__(self, failures):
-        self.failures = list(failures)
+        self.failures = failures if isinstance(failures, dict) else {None: list(failures)}
         self.calls = 0
+        self.keys = []
         self.released_after_calls = []
 
     def transcribe(self, audio):
         self.calls += 1
-        if self.failures:
-            failure = self.failures.pop(0)
+        key = audio  # FakeWhisperX hands over the partition key instead of samples
+        self.keys.append(key)
+        failures = self.failures.get(key, self.failures.get(None, []))
+        if failures:
+            failure = failures.pop(0)
             if failure == "slow":
                 time.sleep(5)
             else:
@@ -57,7 +66,7 @@ class FakeWhisperX(WhisperXResource):
         self._engine = FAKE_ENGINES[-1]
 
     def load_audio(self, path):
-        return None, None
+        return None, path.stem
 
 
 @pytest.fixture
@@ -67,17 +76,20 @@ def run(tmp_path, monkeypatch):
     monkeypatch.setenv("RETRY_MAX_ATTEMPTS", "3")
     io_manager = ParquetIOManager(base_dir=str(tmp_path))
     (tmp_path / "media").mkdir()
-    pd.DataFrame([{"stored_path": str(tmp_path / "x.wav"), "duration": 1.0}]).to_parquet(
-        tmp_path / "media" / f"{KEY}.parquet")
+    for key in [KEY, *BATCH]:
+        pd.DataFrame([{"stored_path": str(tmp_path / f"{key}.wav"), "duration": 1.0}]).to_parquet(
+            tmp_path / "media" / f"{key}.parquet")
 
-    def go(failures):
+    def go(failures, keys=(KEY,)):
         engine = FakeEngine(failures)
         FAKE_ENGINES.append(engine)
         resource = FakeWhisperX()
+        target = {"partition_key": keys[0]} if len(keys) == 1 else {"tags": {RANGE_START: keys[0], RANGE_END: keys[-1]}}
         with DagsterInstance.ephemeral() as instance:
-            instance.add_dynamic_partitions("media_files", [KEY])
-            result = materialize([AssetSpec("media", partitions_def=media_files), transcript], partition_key=KEY, instance=instance, raise_on_error=False,
-                                 resources={"whisperx": resource, "io_manager": io_manager})
+            instance.add_dynamic_partitions("media_files", list(keys))
+            result = materialize([AssetSpec("media", partitions_def=media_files), transcript], instance=instance,
+                                 raise_on_error=False, resources={"whisperx": resource, "io_manager": io_manager},
+                                 **target)
             events = [e.event_type_value for e in result.all_events]
         return result, engine, events
 
@@ -119,3 +131,21 @@ def test_stage_time_limit(run, monkeypatch):
     assert not result.success and time.monotonic() - started < 4.5
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "transcript took longer than its time limit of 0.5 s" in failure.event_specific_data.error.to_string()
+
+
+def test_a_retry_in_a_batch_redoes_only_the_files_not_done(run):
+    result, engine, events = run({BATCH[1]: [RuntimeError("flaky")]}, keys=BATCH)
+    assert result.success and events.count("STEP_UP_FOR_RETRY") == 1
+    assert engine.keys == [BATCH[0], BATCH[1], BATCH[1], BATCH[2]]
+    assert sorted(e.materialization.partition for e in result.get_asset_materialization_events()) == BATCH
+
+
+def test_a_file_that_keeps_failing_is_named_and_the_others_still_run(run, monkeypatch):
+    monkeypatch.setenv("RETRY_MAX_ATTEMPTS", "2")
+    result, engine, events = run({BATCH[0]: [RuntimeError("model crashed")] * 5}, keys=BATCH)
+    assert not result.success and events.count("STEP_UP_FOR_RETRY") == 1
+    assert engine.keys == [BATCH[0], BATCH[0], BATCH[1], BATCH[2]]  # the rest ran after the last attempt
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    named = failure.step_failure_data.user_failure_data.metadata[FAILED_PARTITIONS].value
+    assert named == {BATCH[0]: "RuntimeError: model crashed"}
+    assert "transcript failed (1 of 3 files)" in failure.event_specific_data.error.message

@@ -4,7 +4,7 @@ import os
 
 import pandas as pd
 import pytest
-from dagster import AssetKey, build_input_context, build_output_context
+from dagster import AssetKey, PartitionKeyRange, StaticPartitionsDefinition, build_input_context, build_output_context
 
 from whisperx_assets.io_managers import ParquetIOManager
 from whisperx_assets.partitions import partition_key_for
@@ -22,20 +22,34 @@ def frame():
 def test_parquet_round_trip_keeps_dtypes(tmp_path):
     manager = ParquetIOManager(base_dir=str(tmp_path))
     out = build_output_context(asset_key=AssetKey("transcript"), partition_key=KEY)
-    manager.handle_output(out, frame())
+    manager.handle_output(out, {KEY: frame()})
     path = tmp_path / "transcript" / f"{KEY}.parquet"
     assert path.is_file()
     loaded = manager.load_input(build_input_context(asset_key=AssetKey("transcript"), partition_key=KEY))
-    assert {c: str(t) for c, t in loaded.dtypes.items()} == SEGMENT_DTYPES
-    pd.testing.assert_frame_equal(loaded, frame())
+    assert list(loaded) == [KEY]
+    assert {c: str(t) for c, t in loaded[KEY].dtypes.items()} == SEGMENT_DTYPES
+    pd.testing.assert_frame_equal(loaded[KEY], frame())
 
 
 def test_several_partitions_in_one_output_get_one_file_each(tmp_path):
     manager = ParquetIOManager(base_dir=str(tmp_path))
-    keys = ["a-0123456789ab", "b-0123456789ab"]
-    manager.handle_output(build_output_context(asset_key=AssetKey("transcript"), partition_key=keys[0]),
-                          {k: frame() for k in keys})
+    keys = ["a-0123456789ab", "b-0123456789ab", "c-0123456789ab"]
+    batch = {"asset_key": AssetKey("transcript"), "asset_partitions_def": StaticPartitionsDefinition(keys),
+             "asset_partition_key_range": PartitionKeyRange(keys[0], keys[2])}
+    manager.handle_output(build_output_context(**batch), {k: frame() for k in keys})
     assert sorted(p.name for p in (tmp_path / "transcript").iterdir()) == [f"{k}.parquet" for k in keys]
+    assert sorted(manager.load_input(build_input_context(**batch))) == keys
+
+
+def test_an_output_must_cover_exactly_its_partitions(tmp_path):
+    """Dagster records a materialization for every partition of the step: a missing file would be a lie."""
+    manager = ParquetIOManager(base_dir=str(tmp_path))
+    out = build_output_context(asset_key=AssetKey("transcript"), partition_key=KEY)
+    with pytest.raises(TypeError, match="one DataFrame per partition"):
+        manager.handle_output(out, frame())
+    with pytest.raises(TypeError, match="one DataFrame per partition"):
+        manager.handle_output(out, {KEY: frame(), "other-0123456789ab": frame()})
+    assert not (tmp_path / "transcript").exists()
 
 
 def test_failed_write_leaves_previous_file_intact(tmp_path):

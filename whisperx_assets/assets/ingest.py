@@ -5,16 +5,16 @@ import json
 from pathlib import Path
 
 import pandas as pd
-from dagster import AssetExecutionContext, Config, Output, asset
+from dagster import AssetExecutionContext, Config, Failure, Output, asset
 from pydantic import Field
 
-from whisperx_assets.assets.metadata import frame_metadata
+from whisperx_assets.assets.metadata import record
 from whisperx_assets.fetch import FetchPolicy
+from whisperx_assets.jobs import BATCHES
 from whisperx_assets.partitions import is_url, media_files
 from whisperx_assets.resources import MediaStoreResource, WhisperXResource
-from whisperx_assets.settings import PipelineSettings
 from whisperx_assets.speech.errors import MediaError
-from whisperx_assets.stage_guard import stage_guard
+from whisperx_assets.stage_guard import run_stage
 
 MEDIA_DTYPES = {"partition_key": "string", "name": "string", "source": "string", "stored_path": "string",
                 "sha256": "string", "size_bytes": "int64", "format_name": "string", "duration": "float64",
@@ -23,27 +23,33 @@ MEDIA_DTYPES = {"partition_key": "string", "name": "string", "source": "string",
 
 
 class MediaSource(Config):
-    """Where the partition's input comes from, when the run is launched with it (CLI, GraphQL). Without it
-    the source registered by the inbox sensor (or an earlier launch) is used."""
+    """Where the partition's input comes from, when a one-file run is launched with it (CLI, GraphQL).
+    Without it the source registered by the inbox sensor (or an earlier launch) is used."""
 
     source: str = Field(default="", description="local path or http(s) URL")
     name: str = Field(default="", description="file name (default: the source's)")
     sha256: str = Field(default="", description="expected SHA-256 of a local file's bytes")
 
 
-@asset(partitions_def=media_files, group_name="speech", kinds={"ffmpeg", "parquet"})
+@asset(partitions_def=media_files, backfill_policy=BATCHES, group_name="speech", kinds={"ffmpeg", "parquet"})
 def media(context: AssetExecutionContext, config: MediaSource, whisperx: WhisperXResource,
-          storage: MediaStoreResource) -> Output[pd.DataFrame]:
+          storage: MediaStoreResource) -> Output[dict[str, pd.DataFrame]]:
     """The media file, copied (or downloaded) into the store and checked (decodable, has audio, within the
     size and duration limits). Bad files fail here, once, with the reason."""
-    key = context.partition_key
+    keys = sorted(context.partition_keys)
     store = storage.store
-    settings = PipelineSettings.from_env()
-    with stage_guard(context, "media", settings):
-        if config.source:
-            name = config.name or Path(config.source.split("?")[0]).name
-            store.register_source(key, config.source, name, config.sha256 or None)
-        source = store.source(key)
+    if config.source:
+        if len(keys) != 1:
+            raise Failure(f"a source in the run config names one file, but this run covers {len(keys)} partitions",
+                          allow_retries=False)
+        store.register_source(keys[0], config.source, config.name or Path(config.source.split("?")[0]).name,
+                              config.sha256 or None)
+
+    def ingest(key: str, _) -> pd.DataFrame:
+        try:
+            source = store.source(key)
+        except FileNotFoundError as exc:  # permanent for this file: nothing to retry
+            raise MediaError(f"partition {key}", str(exc)) from None
         if is_url(source["source"]):
             stored = store.download(key, source["source"], FetchPolicy.from_env())
         else:
@@ -52,11 +58,12 @@ def media(context: AssetExecutionContext, config: MediaSource, whisperx: Whisper
             info, _ = whisperx.load_audio(stored)
         except MediaError as exc:  # name the file the user gave, not the stored copy
             raise MediaError(source["source"], exc.reason) from None
-    row = {"partition_key": key, "name": source["name"], "source": source["source"], "stored_path": str(stored),
-           "sha256": source.get("sha256"), "size_bytes": info.size_bytes, "format_name": info.format_name,
-           "duration": info.duration, "audio_codec": info.audio_codec, "channels": info.channels,
-           "sample_rate": info.sample_rate, "has_video": info.has_video,
-           "streams": json.dumps([dict(s) for s in info.streams])}
-    frame = pd.DataFrame([row]).astype(MEDIA_DTYPES)
-    return Output(frame, metadata=frame_metadata(frame, audio_seconds=info.duration, audio_codec=info.audio_codec,
-                                                 name=source["name"]))
+        row = {"partition_key": key, "name": source["name"], "source": source["source"], "stored_path": str(stored),
+               "sha256": source.get("sha256"), "size_bytes": info.size_bytes, "format_name": info.format_name,
+               "duration": info.duration, "audio_codec": info.audio_codec, "channels": info.channels,
+               "sample_rate": info.sample_rate, "has_video": info.has_video,
+               "streams": json.dumps([dict(s) for s in info.streams])}
+        return record(context, key, pd.DataFrame([row]).astype(MEDIA_DTYPES), audio_seconds=info.duration,
+                      audio_codec=info.audio_codec, name=source["name"])
+
+    return Output(run_stage(context, "media", dict.fromkeys(keys), ingest, whisperx.memo("media")))

@@ -1,5 +1,6 @@
 """The speech stages as assets: thin wrappers over `whisperx_assets.speech.SpeechEngine`.
 
+Each step covers the run's partitions (one file, or a batch) and works file by file (`run_stage`).
 `transcript`, `alignment` and `diarization` use the accelerator, so they are in the `gpu` pool;
 `diarization` depends on `media` only, so it does not wait for the transcript.
 """
@@ -10,65 +11,80 @@ from pathlib import Path
 import pandas as pd
 from dagster import AssetExecutionContext, Output, asset
 
-from whisperx_assets.assets.metadata import frame_metadata
-from whisperx_assets.checks import CHECK_SPECS, check_speakers_assigned, check_turns, check_word_times
+from whisperx_assets.assets.metadata import record
+from whisperx_assets.checks import CHECK_SPECS, check_result, speaker_problems, times_inside_audio, word_time_problems
+from whisperx_assets.jobs import BATCHES
 from whisperx_assets.partitions import media_files
 from whisperx_assets.resources import WhisperXResource
-from whisperx_assets.settings import PipelineSettings
 from whisperx_assets.speech.combine import assign_speakers
 from whisperx_assets.speech.frames import split_word_table, word_table, words_frame
-from whisperx_assets.stage_guard import stage_guard
+from whisperx_assets.stage_guard import run_stage
 
 GPU_POOL = "gpu"
+Frames = dict[str, pd.DataFrame]
 
 
 def _audio(whisperx: WhisperXResource, media: pd.DataFrame):
     return whisperx.load_audio(Path(media["stored_path"].iloc[0]))[1]
 
 
-@asset(partitions_def=media_files, pool=GPU_POOL, group_name="speech", kinds={"whisperx", "parquet"})
-def transcript(context: AssetExecutionContext, media: pd.DataFrame, whisperx: WhisperXResource) -> Output[pd.DataFrame]:
+def _duration(media: pd.DataFrame) -> float:
+    return float(media["duration"].iloc[0])
+
+
+@asset(partitions_def=media_files, backfill_policy=BATCHES, pool=GPU_POOL, group_name="speech",
+       kinds={"whisperx", "parquet"})
+def transcript(context: AssetExecutionContext, media: Frames, whisperx: WhisperXResource) -> Output[Frames]:
     """Segments transcribed by whisperX's batched pipeline (language detected unless configured)."""
-    with stage_guard(context, "transcript", PipelineSettings.from_env(), whisperx.free_memory):
-        result = whisperx.engine.transcribe(_audio(whisperx, media))
-    return Output(result.segments, metadata=frame_metadata(result.segments, result.facts))
+    results = run_stage(context, "transcript", media, lambda key, m: whisperx.engine.transcribe(_audio(whisperx, m)),
+                        whisperx.memo("transcript"), whisperx.free_memory)
+    return Output({key: record(context, key, r.segments, r.facts) for key, r in results.items()})
 
 
-@asset(partitions_def=media_files, pool=GPU_POOL, group_name="speech", kinds={"whisperx", "parquet"},
-       check_specs=CHECK_SPECS["alignment"])
-def alignment(context: AssetExecutionContext, media: pd.DataFrame, transcript: pd.DataFrame,
-              whisperx: WhisperXResource):
+@asset(partitions_def=media_files, backfill_policy=BATCHES, pool=GPU_POOL, group_name="speech",
+       kinds={"whisperx", "parquet"}, check_specs=CHECK_SPECS["alignment"])
+def alignment(context: AssetExecutionContext, media: Frames, transcript: Frames, whisperx: WhisperXResource):
     """Words with start, end and score, joined with their sentence segments."""
-    if transcript.empty:  # silence: nothing to align
-        table = word_table(transcript, words_frame([]))
-        yield Output(table, metadata=frame_metadata(table, backend="none (empty transcript)"))
-    else:
-        with stage_guard(context, "alignment", PipelineSettings.from_env(), whisperx.free_memory):
-            result = whisperx.engine.align(transcript, _audio(whisperx, media), transcript["language"].iloc[0])
-        table = word_table(result.segments, result.words)
-        yield Output(table, metadata=frame_metadata(table, result.facts))
-    yield check_word_times("alignment", table, float(media["duration"].iloc[0]))
+
+    def align(key: str, segments: pd.DataFrame):
+        if segments.empty:  # silence: nothing to align
+            return word_table(segments, words_frame([])), None
+        result = whisperx.engine.align(segments, _audio(whisperx, media[key]), segments["language"].iloc[0])
+        return word_table(result.segments, result.words), result.facts
+
+    results = run_stage(context, "alignment", transcript, align, whisperx.memo("alignment"), whisperx.free_memory)
+    tables = {key: record(context, key, table, facts, backend=None if facts else "none (empty transcript)")
+              for key, (table, facts) in results.items()}
+    yield Output(tables)
+    yield check_result("word_times_valid", "alignment",
+                       {key: word_time_problems(table, _duration(media[key])) for key, table in tables.items()})
 
 
-@asset(partitions_def=media_files, pool=GPU_POOL, group_name="speech", kinds={"pyannote", "parquet"},
-       check_specs=CHECK_SPECS["diarization"])
-def diarization(context: AssetExecutionContext, media: pd.DataFrame, whisperx: WhisperXResource):
+@asset(partitions_def=media_files, backfill_policy=BATCHES, pool=GPU_POOL, group_name="speech",
+       kinds={"pyannote", "parquet"}, check_specs=CHECK_SPECS["diarization"])
+def diarization(context: AssetExecutionContext, media: Frames, whisperx: WhisperXResource):
     """Speaker turns (start, end, speaker)."""
-    with stage_guard(context, "diarization", PipelineSettings.from_env(), whisperx.free_memory):
-        result = whisperx.engine.diarize(_audio(whisperx, media))
-    yield Output(result.turns, metadata=frame_metadata(result.turns, result.facts))
-    yield check_turns(result.turns, float(media["duration"].iloc[0]))
+    results = run_stage(context, "diarization", media, lambda key, m: whisperx.engine.diarize(_audio(whisperx, m)),
+                        whisperx.memo("diarization"), whisperx.free_memory)
+    turns = {key: record(context, key, r.turns, r.facts) for key, r in results.items()}
+    yield Output(turns)
+    yield check_result("turns_valid", "diarization",
+                       {key: times_inside_audio(t, _duration(media[key])) for key, t in turns.items()})
 
 
-@asset(partitions_def=media_files, group_name="speech", kinds={"whisperx", "parquet"},
+@asset(partitions_def=media_files, backfill_policy=BATCHES, group_name="speech", kinds={"whisperx", "parquet"},
        check_specs=CHECK_SPECS["combined"])
-def combined(context: AssetExecutionContext, media: pd.DataFrame, alignment: pd.DataFrame, diarization: pd.DataFrame):
+def combined(context: AssetExecutionContext, media: Frames, alignment: Frames, diarization: Frames):
     """The speaker-attributed transcript: every word and sentence with its speaker."""
-    segments, words = split_word_table(alignment)
-    with stage_guard(context, "combined", PipelineSettings.from_env()):
-        result = assign_speakers(segments, words, diarization, float(media["duration"].iloc[0]))
-    table = word_table(result.segments, result.words)
-    yield Output(table, metadata=frame_metadata(table, result.facts))
-    yield check_word_times("combined", table, float(media["duration"].iloc[0]))
-    yield check_speakers_assigned(table, diarization)
 
+    def combine(key: str, table: pd.DataFrame):
+        segments, words = split_word_table(table)
+        return assign_speakers(segments, words, diarization[key], _duration(media[key]))
+
+    results = run_stage(context, "combined", alignment, combine)
+    tables = {key: record(context, key, word_table(r.segments, r.words), r.facts) for key, r in results.items()}
+    yield Output(tables)
+    yield check_result("word_times_valid", "combined",
+                       {key: word_time_problems(table, _duration(media[key])) for key, table in tables.items()})
+    yield check_result("every_word_has_speaker", "combined",
+                       {key: speaker_problems(table, diarization[key]) for key, table in tables.items()})
