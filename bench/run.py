@@ -3,9 +3,11 @@
     make bench                       # 20 recordings; BENCH_FILES=N for fewer, BENCH_MODES=limit,inprocess,daemon
 
 (a) limit:     one process, warm models, engine.process for every file (transcribe, align, diarize, combine).
-(b) inprocess: every partition materialized with `materialize` on one instance, one call per file.
+(b) inprocess: every partition registered, then one `materialize` over the range of their partitions (what a
+               batch run does, without the daemon).
     daemon:    real dagster-webserver + dagster-daemon; all files dropped into the inbox at once, timed until
-               the last `combined` is materialized.
+               the last `combined` is materialized; then one more file alone for the single-file latency.
+Wall times include loading the models (once per process or run) but not starting Python.
 Writes bench/results/<timestamp>.json, bench/results/latest.md and bench/results/latest.png.
 """
 
@@ -68,6 +70,8 @@ print("BENCH" + json.dumps(out))
 
 
 def run_inprocess(recordings, workdir: Path) -> dict:
+    """What the daemon's batch run does, without the daemon: register every file, one `materialize` over
+    the range of their partitions."""
     code = f"""
 import json, sys, time, resource
 sys.path[:0] = {[str(ROOT)]!r}
@@ -76,25 +80,29 @@ from dagster import DagsterInstance, materialize
 from whisperx_assets.assets import alignment, combined, diarization, media, subtitles, transcript
 from whisperx_assets.client import key_for_source
 from whisperx_assets.io_managers import ParquetIOManager
+from whisperx_assets.jobs import RANGE_END, RANGE_START
 from whisperx_assets.resources import MediaStoreResource, WhisperXResource
+from whisperx_assets.store import MediaStore
 storage = {str(workdir / "inprocess")!r}
 resources = {{"whisperx": WhisperXResource(), "storage": MediaStoreResource(root=storage),
              "io_manager": ParquetIOManager(base_dir=storage)}}
 out = {{"files": []}}
 started = time.perf_counter()
 with DagsterInstance.ephemeral() as instance:
+    keys = {{}}
     for path in {[str(r.path) for r in recordings]!r}:
-        t = time.perf_counter()
         key, source, sha = key_for_source(path)
-        instance.add_dynamic_partitions("media_files", [key])
-        result = materialize([media, transcript, alignment, diarization, combined, subtitles], partition_key=key,
-                             instance=instance, resources=resources,
-                             run_config={{"ops": {{"media": {{"config": {{"source": source, "sha256": sha}}}}}}}})
+        MediaStore(__import__("pathlib").Path(storage)).register_source(key, source, source.rsplit("/", 1)[-1], sha)
+        keys[key] = path
+    order = list(keys)
+    instance.add_dynamic_partitions("media_files", order)
+    result = materialize([media, transcript, alignment, diarization, combined, subtitles], instance=instance,
+                         resources=resources, tags={{RANGE_START: order[0], RANGE_END: order[-1]}})
+    out["wall"] = time.perf_counter() - started
+    for key, path in keys.items():
         words = pd.read_parquet(f"{{storage}}/combined/{{key}}.parquet")
         turns = pd.read_parquet(f"{{storage}}/diarization/{{key}}.parquet")
-        out["files"].append({{"path": path, "wall": time.perf_counter() - t, "words": words["word"].dropna().tolist(),
-                             "turns": turns.to_dict("records")}})
-out["wall"] = time.perf_counter() - started
+        out["files"].append({{"path": path, "words": words["word"].dropna().tolist(), "turns": turns.to_dict("records")}})
 out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print("BENCH" + json.dumps(out))
 """
@@ -107,40 +115,80 @@ print("BENCH" + json.dumps(out))
     return data
 
 
+DAEMON_RUNS = """query { runsOrError(filter: {pipelineName: "process_media"}) { ... on Runs { results {
+  runId status creationTime startTime endTime tags { key value } stepStats { stepKey startTime endTime } } } } }"""
+
+MODEL_WORK = """query ($p: [String!]) { assetNodes(assetKeys: [{path: ["transcript"]}, {path: ["alignment"]},
+  {path: ["diarization"]}, {path: ["combined"]}]) { assetMaterializations(partitions: $p) { partition
+  metadataEntries { label ... on FloatMetadataEntry { floatValue } } } } }"""
+
+COMBINED = """query ($p: [String!]) { assetOrError(assetKey: {path: ["combined"]}) {
+  ... on Asset { assetMaterializations(partitions: $p) { partition timestamp runId } } } }"""
+
+
+def _drop_and_wait(url, inbox, paths: list[Path], names: list[str]) -> tuple[float, dict[str, float], dict[str, str]]:
+    """Rename files into the inbox at once; wait until each has `combined`. (landing time, {key: done}, {key: name})."""
+    from whisperx_assets.client import key_for_source
+    from whisperx_assets_tests.servers import graphql
+
+    staging = inbox / ".staging"
+    staging.mkdir(exist_ok=True)
+    for path, name in zip(paths, names):
+        shutil.copy(path, staging / name)
+    landed = time.time()
+    keys = {}
+    for name in names:  # rename into place: the whole set lands at once
+        (staging / name).rename(inbox / name)
+        keys[key_for_source(str(inbox / name))[0]] = name
+    done: dict[str, float] = {}
+    deadline = time.monotonic() + 3600
+    while len(done) < len(keys) and time.monotonic() < deadline:
+        time.sleep(1)
+        for m in graphql(url, COMBINED, {"p": list(keys)})["assetOrError"]["assetMaterializations"]:
+            done.setdefault(m["partition"], float(m["timestamp"]) / 1000)
+    if len(done) < len(keys):
+        raise RuntimeError(f"only {len(done)} of {len(keys)} combined in time")
+    return landed, done, keys
+
+
+def _model_work(url, keys) -> float:
+    from whisperx_assets_tests.servers import graphql
+
+    total = 0.0
+    for node in graphql(url, MODEL_WORK, {"p": list(keys)})["assetNodes"]:
+        for m in node["assetMaterializations"]:
+            total += next((e["floatValue"] for e in m["metadataEntries"] if e["label"] == "wall_seconds"), 0.0)
+    return total
+
+
 def run_daemon(recordings, workdir: Path) -> dict:
+    """All files dropped into the inbox at once, timed until the last `combined`; then one more file alone
+    for the single-file latency (landing -> `combined`, and that minus the model work)."""
     import pandas as pd
 
-    from whisperx_assets.client import key_for_source
     from whisperx_assets_tests.servers import deployment, graphql
 
-    query = """query ($p: [String!]) { assetOrError(assetKey: {path: ["combined"]}) {
-      ... on Asset { assetMaterializations(partitions: $p) { partition timestamp } } } }"""
     with deployment(workdir / "daemon") as (url, inbox, storage, root):
-        staging = inbox / ".staging"
-        staging.mkdir()
-        keys = {}
-        for r in recordings:
-            shutil.copy(r.path, staging / r.path.name)
-        started = time.time()
-        for r in recordings:  # rename into place: the whole batch lands at once
-            (staging / r.path.name).rename(inbox / r.path.name)
-            keys[key_for_source(str(inbox / r.path.name))[0]] = r
-        done: dict[str, float] = {}
-        deadline = time.monotonic() + 3600
-        while len(done) < len(keys) and time.monotonic() < deadline:
-            time.sleep(2)
-            for m in graphql(url, query, {"p": list(keys)})["assetOrError"]["assetMaterializations"]:
-                done.setdefault(m["partition"], float(m["timestamp"]) / 1000)
-        if len(done) < len(keys):
-            raise RuntimeError(f"only {len(done)} of {len(keys)} combined in time")
-        wall = max(done.values()) - started
-        first_latency = min(done.values()) - started
-        files = []
-        for key, r in keys.items():
-            files.append({"path": str(r.path), "words": pd.read_parquet(storage / "combined" / f"{key}.parquet")["word"]
-                          .dropna().tolist(), "turns": pd.read_parquet(storage / "diarization" / f"{key}.parquet")
-                          .to_dict("records")})
-    return {"wall": wall, "first_file_latency": first_latency, "files": files}
+        landed, done, keys = _drop_and_wait(url, inbox, [r.path for r in recordings], [r.path.name for r in recordings])
+        by_name = {r.path.name: r for r in recordings}
+        runs = graphql(url, DAEMON_RUNS)["runsOrError"]["results"]
+        batch_runs = sorted(runs, key=lambda r: r["creationTime"])
+        first = batch_runs[0]
+        first_step = min(s["startTime"] for s in first["stepStats"] if s["startTime"])
+        timeline = {"landing_to_run_created": first["creationTime"] - landed,
+                    "run_created_to_started": first["startTime"] - first["creationTime"],
+                    "run_started_to_first_step": first_step - first["startTime"],
+                    "model_work": _model_work(url, keys),
+                    "runs": len(batch_runs)}
+        files = [{"path": str(by_name[name].path),
+                  "words": pd.read_parquet(storage / "combined" / f"{key}.parquet")["word"].dropna().tolist(),
+                  "turns": pd.read_parquet(storage / "diarization" / f"{key}.parquet").to_dict("records")}
+                 for key, name in keys.items()]
+        single_landed, single_done, single_keys = _drop_and_wait(url, inbox, [recordings[0].path], ["single-file.wav"])
+        single_latency = max(single_done.values()) - single_landed
+        single_work = _model_work(url, single_keys)
+    return {"wall": max(done.values()) - landed, "first_file_latency": min(done.values()) - landed, "files": files,
+            "timeline": timeline, "single_file_latency": single_latency, "single_file_model_work": single_work}
 
 
 def summarize(name, data, recordings, audio_seconds) -> dict:
@@ -151,7 +199,8 @@ def summarize(name, data, recordings, audio_seconds) -> dict:
                 {r.path: pd.DataFrame(by_path[str(r.path)]["turns"]) for r in recordings})
     row = {"mode": name, "wall_seconds": data["wall"], "rtf": data["wall"] / audio_seconds,
            "files_per_hour": 3600 * len(recordings) / data["wall"], **q}
-    for key in ("peak_rss_mb", "model_load_seconds", "first_file_latency", "wall_with_startup"):
+    for key in ("peak_rss_mb", "model_load_seconds", "first_file_latency", "wall_with_startup", "timeline",
+                "single_file_latency", "single_file_model_work"):
         if key in data:
             row[key] = data[key]
     if name == "limit":
@@ -164,6 +213,7 @@ def summarize(name, data, recordings, audio_seconds) -> dict:
 
 
 def write_report(rows, meta) -> None:
+    audio_of_first = meta.get("first_file_audio_seconds", float("nan"))
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (RESULTS / f"{stamp}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))
@@ -180,7 +230,14 @@ def write_report(rows, meta) -> None:
                   f"Limit model load seconds: {json.dumps({k: round(v, 1) for k, v in limit['model_load_seconds'].items()})}"]
     daemon = next((r for r in rows if r["mode"] == "daemon"), None)
     if daemon:
-        lines.append(f"Daemon: first file landing -> combined {daemon['first_file_latency']:.1f} s")
+        t = daemon["timeline"]
+        lines += [f"Daemon batch: {t['runs']} run(s); landing -> run created {t['landing_to_run_created']:.1f} s, "
+                  f"created -> started {t['run_created_to_started']:.1f} s, started -> first step "
+                  f"{t['run_started_to_first_step']:.1f} s; model work (stage wall time, all files) {t['model_work']:.1f} s; "
+                  f"first file's combined after {daemon['first_file_latency']:.1f} s",
+                  f"Daemon single file ({audio_of_first:.0f} s audio) landing -> combined {daemon['single_file_latency']:.1f} s, "
+                  f"model work {daemon['single_file_model_work']:.1f} s, overhead "
+                  f"{daemon['single_file_latency'] - daemon['single_file_model_work']:.1f} s"]
     (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -203,14 +260,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="whisperx-bench-") as tmp:
         workdir = Path(tmp)
         recordings = make_corpus(workdir / "corpus", count)
-        audio_seconds = sum(float(__import__("soundfile").info(r.path).duration) for r in recordings)
+        durations = [float(__import__("soundfile").info(r.path).duration) for r in recordings]
+        audio_seconds, first_audio = sum(durations), durations[0]
         runners = {"limit": lambda: run_limit(recordings), "inprocess": lambda: run_inprocess(recordings, workdir),
                    "daemon": lambda: run_daemon(recordings, workdir)}
         rows = []
         for mode in modes:
             print(f"running {mode} ...", file=sys.stderr, flush=True)
             rows.append(summarize(mode, runners[mode](), recordings, audio_seconds))
-    meta = {"files": count, "audio_seconds": audio_seconds, "machine": f"{platform.machine()} {os.cpu_count()} cores",
+    meta = {"files": count, "audio_seconds": audio_seconds, "first_file_audio_seconds": first_audio, "machine": f"{platform.machine()} {os.cpu_count()} cores",
             "device": os.environ.get("DEVICE", "auto"), "model": os.environ.get("WHISPER_MODEL", "base")}
     write_report(rows, meta)
 

@@ -157,6 +157,8 @@ def split_failed_batch_sensor(context: RunFailureSensorContext):
     if start not in order or end not in order:
         return SkipReason(f"partitions {start}..{end} no longer exist")
     keys = order[order.index(start):order.index(end) + 1]
+    if len(keys) < 2:
+        return SkipReason("a one-file run: its failure is that file's")
     failed = failed_partitions(context)
     if failed is not None and not failed & set(keys):
         return SkipReason(f"the failure of run {run.run_id} names no file; not split")

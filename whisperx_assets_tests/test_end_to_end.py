@@ -87,3 +87,47 @@ def test_webserver_not_reachable_from_other_interfaces(deployment):
         pytest.skip("this machine has no non-loopback IPv4 address")
     with pytest.raises(OSError):
         socket.create_connection((others[0], port), timeout=3).close()
+
+
+RUNS = """
+query ($runIds: [String!]) { runsOrError(filter: {runIds: $runIds}) { ... on Runs { results { runId status tags { key value } } } } }
+"""
+
+
+def test_files_arriving_together_share_a_run_and_a_bad_one_is_split_off(deployment, dialogue, sample, tmp_path):
+    """Two good recordings and a corrupt file land together: one batch run, which fails at `media` naming the
+    corrupt file; split_failed_batch_sensor re-runs the good two together (one run) and the bad one alone."""
+    from whisperx_assets.client import WhisperXClient
+
+    url, inbox, storage, root = deployment
+    staging = inbox / ".staging"
+    staging.mkdir()
+    shutil.copy(dialogue.path, staging / "batch a.wav")
+    shutil.copy(sample.path, staging / "batch b.wav")
+    (staging / "batch z.mp3").write_bytes(b"\xff\xfb" + b"garbage" * 500)
+    for path in sorted(staging.iterdir()):
+        path.rename(inbox / path.name)
+    keys = [partition_key_for(inbox / name) for name in ("batch a.wav", "batch b.wav", "batch z.mp3")]
+    client = WhisperXClient(url)
+    deadline = time.monotonic() + 500
+    materialized, bad_run = [], None
+    while time.monotonic() < deadline and not (len(materialized) == 2 and bad_run and bad_run["status"] == "FAILURE"):
+        time.sleep(2)
+        data = graphql(url, MATERIALIZATIONS, {"partitions": keys})
+        materialized = (data["assetOrError"] or {}).get("assetMaterializations") or []
+        bad_run = client.latest_run_for_partition(keys[2])
+    if len(materialized) != 2:
+        pytest.fail("the good files were not materialized; daemon log:\n" + (root / "daemon.log").read_text()[-4000:])
+    assert {m["partition"] for m in materialized} == set(keys[:2])
+    assert len({m["runId"] for m in materialized}) == 1  # the good files ran together
+    [good_run] = graphql(url, RUNS, {"runIds": [materialized[0]["runId"]]})["runsOrError"]["results"]
+    tags = {t["key"]: t["value"] for t in good_run["tags"]}
+    first_batch = tags["whisperx_assets/split_from"]
+    [first] = graphql(url, RUNS, {"runIds": [first_batch]})["runsOrError"]["results"]
+    first_tags = {t["key"]: t["value"] for t in first["tags"]}
+    assert first["status"] == "FAILURE" and first_tags["whisperx_assets/batch_size"] == "3"
+    assert bad_run["status"] == "FAILURE" and bad_run["partition"] == keys[2]  # alone, with its own reason
+    assert bad_run["failure"].startswith("media:") and "batch z.mp3" in bad_run["failure"]
+    assert client.latest_run_for_partition(keys[0])["run_id"] == good_run["runId"]
+    states = client.partitions()
+    assert states[keys[0]]["combined"] == "materialized" and states[keys[2]]["media"] == "failed"
