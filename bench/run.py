@@ -126,6 +126,58 @@ COMBINED = """query ($p: [String!]) { assetOrError(assetKey: {path: ["combined"]
   ... on Asset { assetMaterializations(partitions: $p) { partition timestamp runId } } } }"""
 
 
+class MemorySampler:
+    """Peak resident memory of this process's descendants (the webserver, daemon, code servers and run
+    workers), read from /proc once a second: the largest single process and the sum."""
+
+    def __init__(self):
+        import threading
+
+        self.peak_process_mb = self.peak_total_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _descendants() -> list[int]:
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+            except (OSError, IndexError, ValueError):
+                continue
+        found, stack = [], [os.getpid()]
+        while stack:
+            for child in children.get(stack.pop(), []):
+                found.append(child)
+                stack.append(child)
+        return found
+
+    @staticmethod
+    def _rss_mb(pid: int) -> float:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return 0.0
+
+    def _run(self):
+        while not self._stop.wait(1.0):
+            sizes = [self._rss_mb(pid) for pid in self._descendants()]
+            self.peak_process_mb = max(self.peak_process_mb, max(sizes, default=0.0))
+            self.peak_total_mb = max(self.peak_total_mb, sum(sizes))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
 def _drop_and_wait(url, inbox, paths: list[Path], names: list[str]) -> tuple[float, dict[str, float], dict[str, str]]:
     """Rename files into the inbox at once; wait until each has `combined`. (landing time, {key: done}, {key: name})."""
     from whisperx_assets.client import key_for_source
@@ -151,6 +203,16 @@ def _drop_and_wait(url, inbox, paths: list[Path], names: list[str]) -> tuple[flo
     return landed, done, keys
 
 
+def _timeline(url, landed: float, run: dict, model_work: float) -> dict:
+    steps = [st for st in run["stepStats"] if st["startTime"] and st["endTime"]]
+    first_step, last_step = min(st["startTime"] for st in steps), max(st["endTime"] for st in steps)
+    return {"landing_to_run_created": run["creationTime"] - landed,
+            "run_created_to_started": run["startTime"] - run["creationTime"],
+            "run_started_to_first_step": first_step - run["startTime"],
+            "steps": last_step - first_step, "model_work": model_work,
+            "steps_minus_model_work": last_step - first_step - model_work}
+
+
 def _model_work(url, keys) -> float:
     from whisperx_assets_tests.servers import graphql
 
@@ -168,27 +230,22 @@ def run_daemon(recordings, workdir: Path) -> dict:
 
     from whisperx_assets_tests.servers import deployment, graphql
 
-    with deployment(workdir / "daemon") as (url, inbox, storage, root):
+    with deployment(workdir / "daemon") as (url, inbox, storage, root), MemorySampler() as memory:
         landed, done, keys = _drop_and_wait(url, inbox, [r.path for r in recordings], [r.path.name for r in recordings])
         by_name = {r.path.name: r for r in recordings}
-        runs = graphql(url, DAEMON_RUNS)["runsOrError"]["results"]
-        batch_runs = sorted(runs, key=lambda r: r["creationTime"])
-        first = batch_runs[0]
-        first_step = min(s["startTime"] for s in first["stepStats"] if s["startTime"])
-        timeline = {"landing_to_run_created": first["creationTime"] - landed,
-                    "run_created_to_started": first["startTime"] - first["creationTime"],
-                    "run_started_to_first_step": first_step - first["startTime"],
-                    "model_work": _model_work(url, keys),
-                    "runs": len(batch_runs)}
+        runs = sorted(graphql(url, DAEMON_RUNS)["runsOrError"]["results"], key=lambda r: r["creationTime"])
+        batch = {**_timeline(url, landed, runs[0], _model_work(url, keys)), "runs": len(runs)}
         files = [{"path": str(by_name[name].path),
                   "words": pd.read_parquet(storage / "combined" / f"{key}.parquet")["word"].dropna().tolist(),
                   "turns": pd.read_parquet(storage / "diarization" / f"{key}.parquet").to_dict("records")}
                  for key, name in keys.items()]
         single_landed, single_done, single_keys = _drop_and_wait(url, inbox, [recordings[0].path], ["single-file.wav"])
-        single_latency = max(single_done.values()) - single_landed
-        single_work = _model_work(url, single_keys)
+        runs = sorted(graphql(url, DAEMON_RUNS)["runsOrError"]["results"], key=lambda r: r["creationTime"])
+        single = {**_timeline(url, single_landed, runs[-1], _model_work(url, single_keys)),
+                  "latency": max(single_done.values()) - single_landed}
     return {"wall": max(done.values()) - landed, "first_file_latency": min(done.values()) - landed, "files": files,
-            "timeline": timeline, "single_file_latency": single_latency, "single_file_model_work": single_work}
+            "timeline": batch, "single_file": single, "peak_rss_mb": memory.peak_process_mb,
+            "peak_total_rss_mb": memory.peak_total_mb}
 
 
 def summarize(name, data, recordings, audio_seconds) -> dict:
@@ -199,8 +256,8 @@ def summarize(name, data, recordings, audio_seconds) -> dict:
                 {r.path: pd.DataFrame(by_path[str(r.path)]["turns"]) for r in recordings})
     row = {"mode": name, "wall_seconds": data["wall"], "rtf": data["wall"] / audio_seconds,
            "files_per_hour": 3600 * len(recordings) / data["wall"], **q}
-    for key in ("peak_rss_mb", "model_load_seconds", "first_file_latency", "wall_with_startup", "timeline",
-                "single_file_latency", "single_file_model_work"):
+    for key in ("peak_rss_mb", "peak_total_rss_mb", "model_load_seconds", "first_file_latency", "wall_with_startup",
+                "timeline", "single_file"):
         if key in data:
             row[key] = data[key]
     if name == "limit":
@@ -230,14 +287,19 @@ def write_report(rows, meta) -> None:
                   f"Limit model load seconds: {json.dumps({k: round(v, 1) for k, v in limit['model_load_seconds'].items()})}"]
     daemon = next((r for r in rows if r["mode"] == "daemon"), None)
     if daemon:
-        t = daemon["timeline"]
-        lines += [f"Daemon batch: {t['runs']} run(s); landing -> run created {t['landing_to_run_created']:.1f} s, "
-                  f"created -> started {t['run_created_to_started']:.1f} s, started -> first step "
-                  f"{t['run_started_to_first_step']:.1f} s; model work (stage wall time, all files) {t['model_work']:.1f} s; "
-                  f"first file's combined after {daemon['first_file_latency']:.1f} s",
-                  f"Daemon single file ({audio_of_first:.0f} s audio) landing -> combined {daemon['single_file_latency']:.1f} s, "
-                  f"model work {daemon['single_file_model_work']:.1f} s, overhead "
-                  f"{daemon['single_file_latency'] - daemon['single_file_model_work']:.1f} s"]
+        def phases(t):
+            return (f"landing -> run created {t['landing_to_run_created']:.1f} s, created -> started "
+                    f"{t['run_created_to_started']:.1f} s, started -> first step {t['run_started_to_first_step']:.1f} s, "
+                    f"steps {t['steps']:.1f} s of which model work {t['model_work']:.1f} s "
+                    f"(the rest, {t['steps_minus_model_work']:.1f} s, is model loading, decoding and Dagster)")
+
+        single = daemon["single_file"]
+        lines += [f"Daemon batch: {daemon['timeline']['runs']} run(s); {phases(daemon['timeline'])}; the first file's "
+                  f"`combined` after {daemon['first_file_latency']:.1f} s. Peak RSS: run worker "
+                  f"{daemon['peak_rss_mb']:.0f} MB, whole deployment {daemon['peak_total_rss_mb']:.0f} MB.",
+                  f"Daemon single file ({audio_of_first:.0f} s of audio): landing -> `combined` {single['latency']:.1f} s "
+                  f"= model work {single['model_work']:.1f} s + overhead {single['latency'] - single['model_work']:.1f} s; "
+                  f"{phases(single)}"]
     (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
