@@ -1,6 +1,7 @@
 """Benchmark: the whisperX library alone (the limit) against the pipeline through Dagster, in one run.
 
-    make bench                       # 20 recordings; BENCH_FILES=N for fewer, BENCH_MODES=limit,inprocess,daemon
+    make bench                       # 20 recordings; BENCH_FILES=N for fewer, BENCH_MODES=limit,inprocess,daemon,
+                                     # BENCH_OUT=folder for the reports (default bench/results)
 
 (a) limit:     one process, warm models, engine.process for every file (transcribe, align, diarize, combine).
 (b) inprocess: every partition registered, then one `materialize` over the range of their partitions (what a
@@ -32,7 +33,7 @@ from corpus import make_corpus  # noqa: E402
 
 from whisperx_assets.speech.quality import diarization_error_rate, word_error_rate  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
+RESULTS = Path(os.environ.get("BENCH_OUT") or ROOT / "bench" / "results")
 
 
 def quality(recordings, words_by_path, turns_by_path) -> dict:
