@@ -204,7 +204,7 @@ def _drop_and_wait(url, inbox, paths: list[Path], names: list[str]) -> tuple[flo
     return landed, done, keys
 
 
-def _timeline(url, landed: float, run: dict, model_work: float) -> dict:
+def _timeline(landed: float, run: dict, model_work: float) -> dict:
     steps = [st for st in run["stepStats"] if st["startTime"] and st["endTime"]]
     first_step, last_step = min(st["startTime"] for st in steps), max(st["endTime"] for st in steps)
     return {"landing_to_run_created": run["creationTime"] - landed,
@@ -235,14 +235,14 @@ def run_daemon(recordings, workdir: Path) -> dict:
         landed, done, keys = _drop_and_wait(url, inbox, [r.path for r in recordings], [r.path.name for r in recordings])
         by_name = {r.path.name: r for r in recordings}
         runs = sorted(graphql(url, DAEMON_RUNS)["runsOrError"]["results"], key=lambda r: r["creationTime"])
-        batch = {**_timeline(url, landed, runs[0], _model_work(url, keys)), "runs": len(runs)}
+        batch = {**_timeline(landed, runs[0], _model_work(url, keys)), "runs": len(runs)}
         files = [{"path": str(by_name[name].path),
                   "words": pd.read_parquet(storage / "combined" / f"{key}.parquet")["word"].dropna().tolist(),
                   "turns": pd.read_parquet(storage / "diarization" / f"{key}.parquet").to_dict("records")}
                  for key, name in keys.items()]
         single_landed, single_done, single_keys = _drop_and_wait(url, inbox, [recordings[0].path], ["single-file.wav"])
         runs = sorted(graphql(url, DAEMON_RUNS)["runsOrError"]["results"], key=lambda r: r["creationTime"])
-        single = {**_timeline(url, single_landed, runs[-1], _model_work(url, single_keys)),
+        single = {**_timeline(single_landed, runs[-1], _model_work(url, single_keys)),
                   "latency": max(single_done.values()) - single_landed}
     return {"wall": max(done.values()) - landed, "first_file_latency": min(done.values()) - landed, "files": files,
             "timeline": batch, "single_file": single, "peak_rss_mb": memory.peak_process_mb,

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
-from whisperx_assets.jobs import RANGE_END, RANGE_START
+from whisperx_assets.jobs import RANGE_END, RANGE_START, keys_in_range
 from whisperx_assets.partitions import content_hash, is_url, partition_key, url_partition_key
 from whisperx_assets.speech.media import SUPPORTED_EXTENSIONS
 
@@ -207,10 +207,8 @@ class WhisperXClient(DagsterGraphQLClient):
             tags = {t["key"]: t["value"] for t in run["tags"]}
             if "dagster/partition" in tags:
                 keys = [tags["dagster/partition"]]
-            elif tags.get(RANGE_START) in position and tags.get(RANGE_END) in position:
-                keys = order[position[tags[RANGE_START]]:position[tags[RANGE_END]] + 1]
             else:
-                keys = []
+                keys = keys_in_range(order, tags.get(RANGE_START), tags.get(RANGE_END), position)
             for key in keys:
                 latest.setdefault(key, run)
         for key, run in latest.items():

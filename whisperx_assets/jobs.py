@@ -42,6 +42,16 @@ def process_media_request(keys: Sequence[str], run_key: str | None = None, tags:
     return RunRequest(run_key=run_key, tags=tags, asset_selection=asset_selection)
 
 
+def keys_in_range(order: Sequence[str], start: str | None, end: str | None,
+                  position: dict[str, int] | None = None) -> list[str]:
+    """The partitions a range run covers, given every partition key in order (and, for many lookups, each
+    key's position in it); [] if an end is missing or gone."""
+    position = {key: i for i, key in enumerate(order)} if position is None else position
+    if start not in position or end not in position:
+        return []
+    return list(order[position[start]:position[end] + 1])
+
+
 def batch_run_key(keys: Sequence[str]) -> str:
     return f"batch-{len(keys)}-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from dagster import (DefaultSensorStatus, RunFailureSensorContext, SensorEvaluationContext, SensorResult, SkipReason,
                      run_failure_sensor, sensor)
 
-from whisperx_assets.jobs import (RANGE_END, RANGE_START, batch_run_key, batches, process_media_job,
+from whisperx_assets.jobs import (RANGE_END, RANGE_START, batch_run_key, batches, keys_in_range, process_media_job,
                                    process_media_request)
 from whisperx_assets.partitions import content_hash, media_files, partition_key
 from whisperx_assets.resources import MediaStoreResource
@@ -153,10 +153,9 @@ def split_failed_batch_sensor(context: RunFailureSensorContext):
     start, end = run.tags.get(RANGE_START), run.tags.get(RANGE_END)
     if not start or not end or run.tags.get("dagster/will_retry") == "true":
         return SkipReason("not a batch run, or Dagster will retry it")
-    order = context.instance.get_dynamic_partitions(media_files.name)
-    if start not in order or end not in order:
+    keys = keys_in_range(context.instance.get_dynamic_partitions(media_files.name), start, end)
+    if not keys:
         return SkipReason(f"partitions {start}..{end} no longer exist")
-    keys = order[order.index(start):order.index(end) + 1]
     if len(keys) < 2:
         return SkipReason("a one-file run: its failure is that file's")
     failed = failed_partitions(context)
