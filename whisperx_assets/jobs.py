@@ -15,6 +15,9 @@ from dagster import (AssetKey, AssetSelection, BackfillPolicy, BetaWarning, RunR
 from whisperx_assets.settings import PipelineSettings
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+# A run that takes over the files of a failed run (a split batch) carries the failed run's work, so it keeps
+# what that run finished; Dagster's own re-executions share their root run's work.
+RESUME_FROM = "whisperx_assets/resume_from"
 
 # Every asset takes BATCHES; the beta notice would be printed once per asset by each process that loads them.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=BetaWarning)
@@ -40,6 +43,11 @@ def process_media_request(keys: Sequence[str], run_key: str | None = None, tags:
         return RunRequest(run_key=run_key, partition_key=keys[0], tags=tags, asset_selection=asset_selection)
     tags.update({RANGE_START: keys[0], RANGE_END: keys[-1], "whisperx_assets/batch_size": str(len(keys))})
     return RunRequest(run_key=run_key, tags=tags, asset_selection=asset_selection)
+
+
+def work_id(run) -> str:
+    """The work a run belongs to: outputs written by the same work are finished and are never redone."""
+    return run.tags.get(RESUME_FROM) or run.tags.get("dagster/root_run_id") or run.run_id
 
 
 def keys_in_range(order: Sequence[str], start: str | None, end: str | None,

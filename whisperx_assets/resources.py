@@ -59,7 +59,6 @@ class WhisperXResource(ConfigurableResource):
 
     _engine: Optional[SpeechEngine] = PrivateAttr(default=None)
     _audio: OrderedDict = PrivateAttr(default_factory=OrderedDict)
-    _memos: dict = PrivateAttr(default_factory=dict)
 
     def speech_config(self) -> SpeechConfig:
         return SpeechConfig.from_env(**{k: v for k, v in self.model_dump().items() if v is not None})
@@ -81,10 +80,6 @@ class WhisperXResource(ConfigurableResource):
             self._audio.popitem(last=False)
         return loaded
 
-    def memo(self, stage: str) -> dict:
-        """Results of `stage` already computed in this run, kept across retries of its step."""
-        return self._memos.setdefault(stage, {})
-
     def free_memory(self) -> None:
         """After a CUDA out-of-memory error: drop models and cached audio, empty the GPU cache."""
         self._audio.clear()
@@ -93,7 +88,6 @@ class WhisperXResource(ConfigurableResource):
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         self.free_memory()
-        self._memos.clear()
         self._engine = None
 
 

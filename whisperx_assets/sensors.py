@@ -7,22 +7,26 @@ Each tick walks the inbox (recursively, supported extensions only, hidden files 
 not seen before with the same size and modification time:
 - skips it for now if it was modified in the last SENSOR_SETTLE_SECONDS (still being written);
 - hashes it, derives its partition key (see `partitions`), records its source in the store;
-- adds the partition, unless the key already exists (same bytes, same name).
+- adds the partition, unless the key already exists (same bytes, same name), checked again at the end of
+  the tick, as a CLI submit may add it meanwhile.
 The new partitions of a tick are run in batches of up to BATCH_MAX_FILES per run (one run process loads
 the models once for all of them; each file keeps its own partition). Partition adds and run requests go
 out in one `SensorResult`; the daemon applies the adds first, in order, so each batch is a contiguous
 range of partitions. The
-cursor remembers every file handled (size, mtime, key), so an unchanged file is never hashed or run again,
-and work per tick is capped (SENSOR_MAX_FILES_PER_TICK, and a time budget) so a flood of files never
-times the sensor out: the rest is picked up on the next ticks. A file that cannot be read is logged and
-skipped; it never stops the others.
+cursor remembers every file handled (size, mtime, key), so an unchanged file is never hashed or run again;
+it forgets files gone from the inbox (one dropped again is hashed, but its partition exists: no run). Work
+per tick is capped (SENSOR_MAX_FILES_PER_TICK, and a time budget) so a flood of files never times the
+sensor out: the rest is picked up on the next ticks. A file that cannot be read is logged and skipped; it
+never stops the others.
 
 `split_failed_batch_sensor`: Dagster cannot mark single partitions of a multi-partition run failed, so when
 a batch run fails, every file in it is shown failed and none is materialized. The sensor re-runs it split:
 each file the failure names (`failed_partitions`, see `stage_guard`) in a run of its own, where it fails
-again with its own error and status, and the other files as batches again. A crashed batch run is first
-retried whole by Dagster's run retries (from the failed step); once those are spent, every file gets a
-run of its own. A failure that names no file (e.g. a model that cannot be loaded) is not split.
+again with its own error and status, and the other files as batches again; the new runs redo only the
+steps that did not finish, and keep the files those steps had already done (`stage_guard`). A crashed batch
+run is first retried whole by Dagster's run retries (from the failed step); once those are spent, every
+file gets a run of its own. A failure that names no file (e.g. a model that cannot be loaded) is not split.
+A run that had finished every step when its process died is recorded as successful, not failed.
 """
 
 
@@ -31,11 +35,13 @@ import os
 import time
 from pathlib import Path
 
-from dagster import (DefaultSensorStatus, RunFailureSensorContext, SensorEvaluationContext, SensorResult, SkipReason,
-                     run_failure_sensor, sensor)
+from dagster import (AssetKey, DagsterEvent, DagsterEventType, DefaultSensorStatus, RunFailureSensorContext,
+                     SensorEvaluationContext, SensorResult, SkipReason, run_failure_sensor, sensor)
+from dagster._core.execution.stats import StepEventStatus
+from dagster._core.storage.tags import WILL_RETRY_TAG
 
-from whisperx_assets.jobs import (RANGE_END, RANGE_START, batch_run_key, batches, keys_in_range, process_media_job,
-                                   process_media_request)
+from whisperx_assets.jobs import (RANGE_END, RANGE_START, RESUME_FROM, batch_run_key, batches, keys_in_range,
+                                   process_media_job, process_media_request, work_id)
 from whisperx_assets.partitions import content_hash, media_files, partition_key
 from whisperx_assets.resources import MediaStoreResource
 from whisperx_assets.settings import PipelineSettings
@@ -45,14 +51,17 @@ from whisperx_assets.stage_guard import FAILED_PARTITIONS
 TICK_TIME_BUDGET_S = 30.0  # well inside the default 60 s sensor timeout
 
 
-def scan_inbox(root: Path):
-    """Supported media files under `root` with their stat, skipping hidden files and folders."""
+def scan_inbox(root: Path, unlisted: list[Path] | None = None):
+    """Supported media files under `root` with their stat, skipping hidden files and folders. Folders (and
+    entries) that cannot be read are appended to `unlisted`: their files are not known to be gone."""
     stack = [root]
     while stack:
         folder = stack.pop()
         try:
             entries = list(os.scandir(folder))
         except OSError:
+            if unlisted is not None:
+                unlisted.append(folder)
             continue
         for entry in entries:
             if entry.name.startswith("."):
@@ -63,7 +72,8 @@ def scan_inbox(root: Path):
                 elif entry.is_file(follow_symlinks=False) and Path(entry.name).suffix.lower() in SUPPORTED_EXTENSIONS:
                     yield Path(entry.path), entry.stat()
             except OSError:
-                continue
+                if unlisted is not None:
+                    unlisted.append(Path(entry.path))
 
 
 @sensor(job=process_media_job, minimum_interval_seconds=PipelineSettings.from_env().sensor_interval,
@@ -79,9 +89,12 @@ def media_inbox_sensor(context: SensorEvaluationContext, storage: MediaStoreReso
     started, now = time.monotonic(), time.time()
     new_keys: list[str] = []
     names: dict[str, str] = {}
+    present: set[str] = set()
+    unlisted: list[Path] = []
     handled = pending = 0
-    for path, stat in sorted(scan_inbox(inbox)):
+    for path, stat in sorted(scan_inbox(inbox, unlisted)):
         name = str(path.relative_to(inbox))
+        present.add(name)
         fingerprint = [stat.st_size, stat.st_mtime_ns]
         if seen.get(name, [None, None])[:2] == fingerprint:
             continue
@@ -98,6 +111,9 @@ def media_inbox_sensor(context: SensorEvaluationContext, storage: MediaStoreReso
                 store.register_source(key, str(path), path.name, sha256)
                 new_keys.append(key)
                 names[key] = name
+        except FileNotFoundError:
+            context.log.info(f"skipping {name}: removed from the inbox before it was hashed")
+            continue
         except OSError as exc:
             context.log.warning(f"skipping {name}: {exc}")
             continue
@@ -105,6 +121,15 @@ def media_inbox_sensor(context: SensorEvaluationContext, storage: MediaStoreReso
         seen[name] = [*fingerprint, key]
     if pending:
         context.log.info(f"{pending} files left for the next tick")
+    # The walk is complete, so a file it did not see is gone; one under a folder it could not read may not be.
+    kept = ["" if p == inbox else str(p.relative_to(inbox)) + os.sep for p in unlisted]
+    seen = {n: v for n, v in seen.items() if n in present or any((n + os.sep).startswith(k) for k in kept)}
+    if new_keys:
+        # A CLI submit may have added the same file while this tick hashed: no second add or run for it.
+        existing = set(context.instance.get_dynamic_partitions(media_files.name))
+        if raced := [k for k in new_keys if k in existing]:
+            context.log.info(f"already added meanwhile, not run again: {', '.join(names[k] for k in raced)}")
+            new_keys = [k for k in new_keys if k not in existing]
     if not new_keys and not pending:
         return SensorResult(skip_reason=SkipReason("no new media files"), cursor=json.dumps(seen))
     runs = [process_media_request(batch, run_key=batch[0] if len(batch) == 1 else batch_run_key(batch),
@@ -146,12 +171,32 @@ def failed_partitions(context: RunFailureSensorContext) -> set[str] | None:
     return named
 
 
+def step_progress(instance, run) -> tuple[list[str], set[str]]:
+    """(the steps the run planned, those that succeeded)."""
+    planned = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id).step_keys_to_execute
+    succeeded = {s.step_key for s in instance.get_run_step_stats(run.run_id) if s.status == StepEventStatus.SUCCESS}
+    return list(planned), succeeded
+
+
+def mark_finished_run_successful(instance, run) -> None:
+    """A run whose process died after its last step (it was being torn down) did all its work: Dagster
+    reports it failed, and its retry would find nothing to do. Record it as the success it is."""
+    instance.add_run_tags(run.run_id, {WILL_RETRY_TAG: "false"})
+    message = "Every step had finished when the run process died; all assets were materialized."
+    instance.report_dagster_event(DagsterEvent(DagsterEventType.RUN_SUCCESS.value, job_name=run.job_name,
+                                               message=message), run_id=run.run_id)
+
+
 @run_failure_sensor(request_job=process_media_job, default_status=DefaultSensorStatus.RUNNING,
                     minimum_interval_seconds=5)
 def split_failed_batch_sensor(context: RunFailureSensorContext):
     run = context.dagster_run
+    planned, succeeded = step_progress(context.instance, run)
+    if planned and succeeded.issuperset(planned):
+        mark_finished_run_successful(context.instance, run)
+        return SkipReason(f"run {run.run_id} had finished every step: marked successful")
     start, end = run.tags.get(RANGE_START), run.tags.get(RANGE_END)
-    if not start or not end or run.tags.get("dagster/will_retry") == "true":
+    if not start or not end or run.tags.get(WILL_RETRY_TAG) == "true":
         return SkipReason("not a batch run, or Dagster will retry it")
     keys = keys_in_range(context.instance.get_dynamic_partitions(media_files.name), start, end)
     if not keys:
@@ -161,9 +206,10 @@ def split_failed_batch_sensor(context: RunFailureSensorContext):
     failed = failed_partitions(context)
     if failed is not None and not failed & set(keys):
         return SkipReason(f"the failure of run {run.run_id} names no file; not split")
-    selection = list(run.asset_selection) if run.asset_selection else None
+    # Only the steps that did not finish, and with the failed run's work: files it finished are not redone.
+    remaining = [AssetKey(step) for step in planned if step not in succeeded]
     plan = split_plan(keys, failed)
     context.log.info(f"splitting run {run.run_id} ({len(keys)} files) into {len(plan)} runs")
-    return [process_media_request(batch, run_key=f"split-{run.run_id}-{i}", asset_selection=selection,
-                                  tags={"whisperx_assets/split_from": run.run_id})
+    return [process_media_request(batch, run_key=f"split-{run.run_id}-{i}", asset_selection=remaining,
+                                  tags={"whisperx_assets/split_from": run.run_id, RESUME_FROM: work_id(run)})
             for i, batch in enumerate(plan)]

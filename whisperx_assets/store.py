@@ -3,7 +3,8 @@
     <root>/sources/<key>.json        where the input came from (path or URL), registered before the run
     <root>/inputs/<key><ext>         the ingested copy of the input (what every stage reads)
     <root>/downloads/                URL inputs while they download
-    <root>/<asset>/<key>.parquet     tabular asset outputs (written by the IO manager)
+    <root>/<asset>/<key>.parquet     tabular asset outputs, each written as soon as its file is done, tagged with
+                                     the work (run lineage) that wrote it, so a resumed run keeps it
     <root>/subtitles/<key>/<key>.<format>
 
 Every path is built from a validated partition key, so nothing can escape the root.
@@ -15,7 +16,12 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from whisperx_assets.partitions import content_hash, is_valid_key
 from whisperx_assets.speech.errors import MediaError
@@ -39,6 +45,17 @@ def atomic_write_bytes(target: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+WORK_FIELD, FACTS_FIELD = b"whisperx_assets.work", b"whisperx_assets.facts"  # Parquet key-value metadata
+
+
+@dataclass(frozen=True)
+class StageOutput:
+    """One file's result of a stage: the asset's table and its facts (JSON values, shown as metadata)."""
+
+    frame: pd.DataFrame
+    facts: dict = field(default_factory=dict)
 
 
 class MediaStore:
@@ -70,9 +87,13 @@ class MediaStore:
         target = self.media_path(key, name)
         if target.is_file():
             return target
+        gone = MediaError(source, "file not found (moved or deleted before it was ingested)")
         if not source.is_file():
-            raise MediaError(source, "file not found (moved or deleted before it was ingested)")
-        atomic_write_bytes(target, lambda p: shutil.copyfile(source, p))
+            raise gone
+        try:
+            atomic_write_bytes(target, lambda p: shutil.copyfile(source, p))
+        except FileNotFoundError:  # deleted between the check and the copy
+            raise gone from None
         if sha256 and content_hash(target) != sha256:
             target.unlink()
             raise MediaError(source, "file changed after it was registered; it will be picked up again as a new file")
@@ -99,3 +120,28 @@ class MediaStore:
 
     def subtitles_dir(self, key: str) -> Path:
         return self.root / "subtitles" / _checked(key)
+
+    def output_path(self, asset: str, key: str) -> Path:
+        return self.root / asset / f"{_checked(key)}.parquet"
+
+    def write_output(self, asset: str, key: str, output: StageOutput, work: str) -> Path:
+        """Write (atomically) `asset`'s output for partition `key`, recording which work wrote it."""
+        table = pa.Table.from_pandas(output.frame, preserve_index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), WORK_FIELD: work.encode(),
+                                               FACTS_FIELD: json.dumps(output.facts, default=str).encode()})
+        path = self.output_path(asset, key)
+        atomic_write_bytes(path, lambda tmp: pq.write_table(table, str(tmp)))
+        return path
+
+    def written_by(self, asset: str, key: str) -> str | None:
+        """The work that wrote `asset`'s output for `key` (None: no output; "" : written outside a run)."""
+        try:
+            metadata = pq.read_schema(self.output_path(asset, key)).metadata or {}
+        except (FileNotFoundError, pa.ArrowInvalid):
+            return None
+        return metadata.get(WORK_FIELD, b"").decode()
+
+    def read_output(self, asset: str, key: str) -> StageOutput:
+        path = self.output_path(asset, key)
+        facts = (pq.read_schema(path).metadata or {}).get(FACTS_FIELD, b"{}")
+        return StageOutput(pd.read_parquet(path), json.loads(facts))

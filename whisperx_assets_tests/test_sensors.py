@@ -5,9 +5,9 @@ import os
 import time
 
 import pytest
-from dagster import DagsterInstance, SensorResult, build_sensor_context
+from dagster import AssetKey, DagsterInstance, SensorResult, build_sensor_context
 
-from whisperx_assets.jobs import RANGE_END, RANGE_START
+from whisperx_assets.jobs import RANGE_END, RANGE_START, RESUME_FROM
 from whisperx_assets.partitions import is_valid_key, media_files
 from whisperx_assets.resources import MediaStoreResource
 from whisperx_assets.sensors import media_inbox_sensor, split_plan
@@ -37,9 +37,11 @@ def drop(path, data=b"RIFF....WAVEfmt ", age=10.0):
     return path
 
 
-def tick(instance, tmp_path, cursor=None) -> SensorResult:
+def tick(instance, tmp_path, cursor=None, caplog=None) -> SensorResult:
     context = build_sensor_context(instance=instance, cursor=cursor,
                                    resources={"storage": MediaStoreResource(root=str(tmp_path / "store"))})
+    if caplog is not None:
+        context.log.addHandler(caplog.handler)  # the sensor's logger does not propagate
     result = media_inbox_sensor(context)
     # Apply the partition adds as the daemon does before it submits the runs.
     for request in result.dynamic_partitions_requests or []:
@@ -147,6 +149,114 @@ def test_batch_size_is_configurable(inbox, instance, tmp_path, monkeypatch):
     assert [len(r) for r in run_keys(instance, tick(instance, tmp_path))] == [1, 1, 1]
 
 
+def test_cursor_forgets_files_gone_from_the_inbox(inbox, instance, tmp_path, monkeypatch):
+    paths = [drop(inbox / f"clip{i:02d}.wav", f"clip {i}".encode()) for i in range(50)]
+    first = tick(instance, tmp_path)
+    assert len(json.loads(first.cursor)) == 50
+    for path in paths[10:]:
+        path.unlink()
+    calls = []
+    for method in ("get_dynamic_partitions", "has_dynamic_partition"):
+        real = getattr(instance, method)
+        monkeypatch.setattr(instance, method, lambda *a, real=real, **k: calls.append(a) or real(*a, **k))
+    second = tick(instance, tmp_path, first.cursor)
+    assert sorted(json.loads(second.cursor)) == [p.name for p in paths[:10]] and not second.run_requests
+    drop(paths[30], b"clip 30")  # dropped again, same bytes: hashed, but its partition exists
+    third = tick(instance, tmp_path, second.cursor)
+    assert not third.run_requests and not third.dynamic_partitions_requests
+    assert len(json.loads(third.cursor)) == 11
+    assert len(calls) == 2  # one partition lookup per tick, however many files
+    assert len(instance.get_dynamic_partitions(media_files.name)) == 50
+
+
+def test_a_folder_that_cannot_be_listed_keeps_its_files(inbox, instance, tmp_path, monkeypatch):
+    drop(inbox / "a.wav")
+    drop(inbox / "share" / "b.wav", b"b")
+    first = tick(instance, tmp_path)
+    (inbox / "a.wav").unlink()
+    real = os.scandir
+    unreadable = {str(inbox / "share")}
+
+    def scandir(path):
+        if str(path) in unreadable:
+            raise PermissionError(f"[Errno 13] Permission denied: '{path}'")
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    second = tick(instance, tmp_path, first.cursor)
+    assert sorted(json.loads(second.cursor)) == [os.path.join("share", "b.wav")]  # a.wav is gone, b.wav unknown
+    unreadable.add(str(inbox))  # the inbox itself unreadable: nothing is forgotten
+    assert json.loads(tick(instance, tmp_path, second.cursor).cursor) == json.loads(second.cursor)
+    unreadable.clear()  # readable again: b.wav is still known, not hashed or run again
+    third = tick(instance, tmp_path, second.cursor)
+    assert not third.run_requests and third.cursor == second.cursor
+
+
+def test_a_partition_submitted_during_the_tick_is_not_added_or_run_twice(inbox, instance, tmp_path, monkeypatch):
+    drop(inbox / "a.wav", b"a")
+    drop(inbox / "b.wav", b"b")
+    import whisperx_assets.sensors as sensors
+    from whisperx_assets.partitions import partition_key
+
+    real = sensors.content_hash
+    submitted = []
+
+    def hash_while_cli_submits(path):
+        digest = real(path)
+        if path.name == "b.wav":  # `submit` adds the same file while the sensor hashes it
+            submitted.append(partition_key(path.name, digest))
+            instance.add_dynamic_partitions(media_files.name, submitted)
+        return digest
+
+    monkeypatch.setattr(sensors, "content_hash", hash_while_cli_submits)
+    result = tick(instance, tmp_path)
+    [run] = result.run_requests
+    assert run.partition_key.startswith("a-")
+    [add] = result.dynamic_partitions_requests
+    assert list(add.partition_keys) == [run.partition_key]
+    assert json.loads(result.cursor)["b.wav"][2] == submitted[0]  # handled: not hashed again
+    assert sorted(instance.get_dynamic_partitions(media_files.name)) == sorted([run.partition_key, *submitted])
+
+
+def test_a_file_removed_before_hashing_is_skipped_and_logged(inbox, instance, tmp_path, monkeypatch, caplog):
+    drop(inbox / "kept.wav", b"kept")
+    gone = drop(inbox / "gone.wav", b"gone")
+    import whisperx_assets.sensors as sensors
+
+    real = sensors.scan_inbox
+
+    def scan_then_delete(root, unlisted=None):
+        found = list(real(root, unlisted))
+        gone.unlink()  # between the walk and the hashing
+        yield from found
+
+    monkeypatch.setattr(sensors, "scan_inbox", scan_then_delete)
+    result = tick(instance, tmp_path, caplog=caplog)
+    assert [r.partition_key[:5] for r in result.run_requests] == ["kept-"]
+    assert list(json.loads(result.cursor)) == ["kept.wav"]
+    assert [k[:5] for k in instance.get_dynamic_partitions(media_files.name)] == ["kept-"]
+    assert "skipping gone.wav: removed from the inbox before it was hashed" in caplog.text
+
+
+def test_a_file_replaced_after_registration_fails_ingest_and_becomes_a_new_partition(inbox, instance, tmp_path):
+    from whisperx_assets.speech.errors import MediaError
+
+    path = drop(inbox / "a.wav", b"first take")
+    first = tick(instance, tmp_path)
+    old = first.run_requests[0].partition_key
+    drop(path, b"second take", age=5)  # replaced before its run ingested it
+    store = MediaStore(tmp_path / "store")
+    source = store.source(old)
+    with pytest.raises(MediaError, match="changed after it was registered") as error:
+        store.ingest(old, path, source["name"], source["sha256"])
+    assert error.value.path == str(path)
+    assert not list((tmp_path / "store" / "inputs").iterdir())  # no stale copy left
+    second = tick(instance, tmp_path, first.cursor)
+    [run] = second.run_requests
+    assert run.partition_key.startswith("a-") and run.partition_key != old
+    assert sorted(instance.get_dynamic_partitions(media_files.name)) == sorted([old, run.partition_key])
+
+
 def test_split_plan():
     keys = list("abcdef")
     assert split_plan(keys, {"c"}) == [["a", "b"], ["c"], ["d", "e", "f"]]
@@ -195,9 +305,33 @@ def test_a_failed_batch_run_is_split_around_the_bad_file(tmp_path, instance):
                order[order.index(r.tags[RANGE_START]):order.index(r.tags[RANGE_END]) + 1] for r in requests]
     assert planned == [[keys[0]], [keys[1]], [keys[2]]]  # the bad file sits between the two good ones
     assert all(r.tags["whisperx_assets/split_from"] == run.run_id for r in requests)
-    selection = list(run.asset_selection) if run.asset_selection else None
-    assert all(r.asset_selection == selection for r in requests)  # the failed run's assets, no more
+    # The steps that did not finish (here `media` itself), with the failed run's work so finished files are kept.
+    assert all(r.asset_selection == [AssetKey("media")] and r.tags[RESUME_FROM] == run.run_id for r in requests)
     assert len({r.run_key for r in requests}) == 3
 
     run, skipped = split(partition_key=keys[1])
     assert "not a batch run" in skipped.skip_message
+
+
+def test_a_run_that_died_after_its_last_step_is_recorded_as_successful(tmp_path, instance):
+    """The run process killed while tearing down, after every step succeeded: Dagster reports the run failed
+    (its code server saw the process die); the sensor records it as the success it is."""
+    from dagster import DagsterRunStatus, asset, build_run_status_sensor_context, materialize
+
+    from whisperx_assets.sensors import split_failed_batch_sensor
+
+    @asset
+    def done():
+        return 1
+
+    result = materialize([done], instance=instance)
+    run = instance.get_run_by_id(result.run_id)
+    failure = instance.report_run_failed(run, "Run execution process for it was terminated by signal 9.")
+    context = build_run_status_sensor_context(sensor_name="split_failed_batch_sensor", dagster_event=failure,
+                                              dagster_instance=instance,
+                                              dagster_run=instance.get_run_by_id(run.run_id)).for_run_failure()
+    assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
+    outcome = split_failed_batch_sensor(context)
+    assert "marked successful" in outcome.skip_message
+    finished = instance.get_run_by_id(run.run_id)
+    assert finished.status == DagsterRunStatus.SUCCESS and finished.tags["dagster/will_retry"] == "false"

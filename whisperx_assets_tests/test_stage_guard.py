@@ -10,9 +10,9 @@ from dagster import AssetSpec, DagsterInstance, materialize
 
 from whisperx_assets.assets import transcript
 from whisperx_assets.io_managers import ParquetIOManager
-from whisperx_assets.jobs import RANGE_END, RANGE_START
+from whisperx_assets.jobs import RANGE_END, RANGE_START, RESUME_FROM
 from whisperx_assets.partitions import media_files
-from whisperx_assets.resources import WhisperXResource
+from whisperx_assets.resources import MediaStoreResource, WhisperXResource
 from whisperx_assets.settings import PipelineSettings
 from whisperx_assets.speech.errors import MediaError
 from whisperx_assets.speech.frames import StageFacts, segments_frame
@@ -80,16 +80,19 @@ def run(tmp_path, monkeypatch):
         pd.DataFrame([{"stored_path": str(tmp_path / f"{key}.wav"), "duration": 1.0}]).to_parquet(
             tmp_path / "media" / f"{key}.parquet")
 
-    def go(failures, keys=(KEY,)):
+    def go(failures, keys=(KEY,), tags=None):
         engine = FakeEngine(failures)
         FAKE_ENGINES.append(engine)
         resource = FakeWhisperX()
-        target = {"partition_key": keys[0]} if len(keys) == 1 else {"tags": {RANGE_START: keys[0], RANGE_END: keys[-1]}}
+        tags = dict(tags or {})
+        if len(keys) > 1:
+            tags.update({RANGE_START: keys[0], RANGE_END: keys[-1]})
         with DagsterInstance.ephemeral() as instance:
             instance.add_dynamic_partitions("media_files", list(keys))
             result = materialize([AssetSpec("media", partitions_def=media_files), transcript], instance=instance,
-                                 raise_on_error=False, resources={"whisperx": resource, "io_manager": io_manager},
-                                 **target)
+                                 raise_on_error=False, tags=tags, partition_key=keys[0] if len(keys) == 1 else None,
+                                 resources={"whisperx": resource, "io_manager": io_manager,
+                                            "storage": MediaStoreResource(root=str(tmp_path))})
             events = [e.event_type_value for e in result.all_events]
         return result, engine, events
 
@@ -137,7 +140,11 @@ def test_a_retry_in_a_batch_redoes_only_the_files_not_done(run):
     result, engine, events = run({BATCH[1]: [RuntimeError("flaky")]}, keys=BATCH)
     assert result.success and events.count("STEP_UP_FOR_RETRY") == 1
     assert engine.keys == [BATCH[0], BATCH[1], BATCH[1], BATCH[2]]
-    assert sorted(e.materialization.partition for e in result.get_asset_materialization_events()) == BATCH
+    materializations = {e.materialization.partition: e.materialization.metadata
+                        for e in result.get_asset_materialization_events()}
+    assert sorted(materializations) == BATCH
+    # The file done before the retry keeps its own figures (read back from its stored output).
+    assert materializations[BATCH[0]]["model"].value == "fake" and materializations[BATCH[0]]["language"].value == "en"
 
 
 def test_a_file_that_keeps_failing_is_named_and_the_others_still_run(run, monkeypatch):
@@ -149,3 +156,28 @@ def test_a_file_that_keeps_failing_is_named_and_the_others_still_run(run, monkey
     named = failure.step_failure_data.user_failure_data.metadata[FAILED_PARTITIONS].value
     assert named == {BATCH[0]: "RuntimeError: model crashed"}
     assert "transcript failed (1 of 3 files)" in failure.event_specific_data.error.message
+
+
+def test_a_run_taking_over_a_failed_batch_keeps_the_files_it_finished(run, tmp_path):
+    """A bad file fails the batch step; the run that takes over (a split run, with the failed run's work)
+    redoes only that file. A run of other work (a deliberate re-run) recomputes everything."""
+    bad = MediaError("/in/c.mp3", "truncated")
+    failed, engine, _ = run({BATCH[2]: [bad]}, keys=BATCH)
+    assert not failed.success and engine.keys == BATCH
+    assert {p.name for p in (tmp_path / "transcript").iterdir()} == {f"{k}.parquet" for k in BATCH[:2]}
+    resumed, engine, _ = run({}, keys=BATCH, tags={RESUME_FROM: failed.run_id})
+    assert resumed.success and engine.keys == [BATCH[2]]
+    again, engine, _ = run({}, keys=BATCH)
+    assert again.success and engine.keys == BATCH
+
+
+def test_a_full_store_is_retried_then_fails_the_step_without_blaming_a_file(run):
+    import errno
+
+    full = OSError(errno.ENOSPC, "No space left on device")
+    result, engine, events = run({BATCH[1]: [full] * 5}, keys=BATCH)
+    assert not result.success and events.count("STEP_UP_FOR_RETRY") == 2
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "the store is full or read-only" in failure.event_specific_data.error.message
+    user = failure.step_failure_data.user_failure_data
+    assert user is None or FAILED_PARTITIONS not in (user.metadata or {})  # not split file by file

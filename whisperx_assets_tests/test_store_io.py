@@ -1,13 +1,14 @@
 """The media store and the Parquet IO manager: layout, round trip, atomicity, path safety."""
 
 import os
+import shutil
 
 import pandas as pd
 import pytest
 from dagster import AssetKey, PartitionKeyRange, StaticPartitionsDefinition, build_input_context, build_output_context
 
 from whisperx_assets.io_managers import ParquetIOManager
-from whisperx_assets.partitions import partition_key_for
+from whisperx_assets.partitions import content_hash, partition_key_for
 from whisperx_assets.speech.errors import MediaError
 from whisperx_assets.speech.frames import SEGMENT_DTYPES, segments_frame
 from whisperx_assets.store import MediaStore, atomic_write_bytes
@@ -70,7 +71,7 @@ def test_failed_write_leaves_previous_file_intact(tmp_path):
 def test_paths_never_escape(tmp_path):
     manager = ParquetIOManager(base_dir=str(tmp_path))
     with pytest.raises(ValueError, match="invalid partition key"):
-        manager.path_for(["transcript"], "../../etc-0123456789ab")
+        manager.store.output_path("transcript", "../../etc-0123456789ab")
     store = MediaStore(tmp_path)
     with pytest.raises(ValueError):
         store.source_record("../x")
@@ -83,8 +84,6 @@ def test_ingest_verifies_content(tmp_path):
     source.write_bytes(b"RIFF-data")
     key = partition_key_for(source)
     store = MediaStore(tmp_path / "store")
-    from whisperx_assets.partitions import content_hash
-
     stored = store.ingest(key, source, "in.wav", content_hash(source))
     assert stored.read_bytes() == b"RIFF-data" and stored.parent.name == "inputs"
     other = tmp_path / "other.wav"
@@ -92,3 +91,37 @@ def test_ingest_verifies_content(tmp_path):
     with pytest.raises(MediaError, match="changed after it was registered"):
         store.ingest("in-ffffffffffff", other, "in.wav", content_hash(source))
     assert not (tmp_path / "store" / "inputs" / "in-ffffffffffff.wav").exists()
+
+
+def test_ingest_of_a_file_deleted_after_registration(tmp_path, monkeypatch):
+    source = tmp_path / "in.wav"
+    source.write_bytes(b"RIFF-data")
+    key, sha256 = partition_key_for(source), content_hash(source)
+    store = MediaStore(tmp_path / "store")
+    source.unlink()
+    with pytest.raises(MediaError, match=r"file not found \(moved or deleted before it was ingested\)") as error:
+        store.ingest(key, source, "in.wav", sha256)
+    assert error.value.path == str(source)
+    source.write_bytes(b"RIFF-data")
+    real = shutil.copyfile
+
+    def delete_then_copy(src, dst):  # deleted between the check and the copy
+        source.unlink()
+        return real(src, dst)
+
+    monkeypatch.setattr(shutil, "copyfile", delete_then_copy)
+    with pytest.raises(MediaError, match="file not found"):
+        store.ingest(key, source, "in.wav", sha256)
+    assert not list((tmp_path / "store" / "inputs").iterdir())  # no partial copy or temporary left
+
+
+def test_ingest_of_a_file_replaced_after_registration(tmp_path):
+    source = tmp_path / "in.wav"
+    source.write_bytes(b"RIFF-data")
+    key, sha256 = partition_key_for(source), content_hash(source)
+    source.write_bytes(b"RIFF-other-data")
+    store = MediaStore(tmp_path / "store")
+    with pytest.raises(MediaError, match="file changed after it was registered; ") as error:
+        store.ingest(key, source, "in.wav", sha256)
+    assert error.value.path == str(source)
+    assert not list((tmp_path / "store" / "inputs").iterdir())  # no stale copy for a later run to trust

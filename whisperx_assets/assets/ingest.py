@@ -8,7 +8,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, Failure, Output, asset
 from pydantic import Field
 
-from whisperx_assets.assets.metadata import record
+from whisperx_assets.assets.metadata import record, stage_output
 from whisperx_assets.fetch import FetchPolicy
 from whisperx_assets.jobs import BATCHES
 from whisperx_assets.partitions import is_url, media_files
@@ -63,7 +63,8 @@ def media(context: AssetExecutionContext, config: MediaSource, whisperx: Whisper
                "duration": info.duration, "audio_codec": info.audio_codec, "channels": info.channels,
                "sample_rate": info.sample_rate, "has_video": info.has_video,
                "streams": json.dumps([dict(s) for s in info.streams])}
-        return record(context, key, pd.DataFrame([row]).astype(MEDIA_DTYPES), audio_seconds=info.duration,
-                      audio_codec=info.audio_codec, name=source["name"])
+        return stage_output(pd.DataFrame([row]).astype(MEDIA_DTYPES), audio_seconds=info.duration,
+                            audio_codec=info.audio_codec, name=source["name"])
 
-    return Output(run_stage(context, "media", dict.fromkeys(keys), ingest, whisperx.memo("media")))
+    results = run_stage(context, "media", dict.fromkeys(keys), ingest, store)
+    return Output({key: record(context, key, out) for key, out in results.items()})
