@@ -99,30 +99,61 @@ def cmd_submit(args) -> int:
     submissions = []
     for source in args.sources:
         try:
-            submissions.append(call(c.submit, source, overrides))
+            submissions.append(call(c.submit, source, overrides, force=args.force))
         except (FileNotFoundError, ValueError) as exc:
             raise CliError(str(exc), EXIT_USAGE) from None
+    already = {True: "\t(already submitted)", False: ""}
     if not args.wait:
         emit(args, [s.__dict__ for s in submissions],
-             [f"{s.partition_key}\t{s.run_id}\t{s.source}" for s in submissions])
+             [f"{s.partition_key}\t{s.run_id}\t{s.source}{already[s.existing]}" for s in submissions])
         return EXIT_OK
-    results = [wait_for(c, s.run_id) for s in submissions]
-    emit(args, results, [f"{r['partition']}\t{r['run_id']}\t{r['status']}" + (f"\t{r['failure']}" if r["failure"] else "")
-                         for r in results])
+    results = [{**wait_for(c, s.run_id, reconnect_timeout=args.reconnect_timeout), "existing": s.existing}
+               for s in submissions]
+    emit(args, results, [f"{r['partition']}\t{r['run_id']}\t{r['status']}{already[r['existing']]}"
+                         + (f"\t{r['failure']}" if r["failure"] else "") for r in results])
     return EXIT_OK if all(r["status"] == "SUCCESS" for r in results) else EXIT_FAILED
 
 
-def wait_for(c, run_id: str, poll: float = 2.0) -> dict:
-    """Poll until the run ends, printing each step's state changes to stderr (stdout stays clean for --json)."""
-    from whisperx_assets.client import TERMINAL
+def wait_for(c, run_id: str, poll: float = 2.0, reconnect_timeout: float = 300.0) -> dict:
+    """Poll until the run ends, printing each step's state changes to stderr (stdout stays clean for --json).
+
+    Runs go on without the webserver, so a lost connection (a restart) is waited out for up to
+    `reconnect_timeout` seconds since the last answer. A crashed run that Dagster will retry is followed into
+    its retry (the daemon gets as long to create it): the result is the last run's."""
+    from whisperx_assets.client import RETRY_RUN, TERMINAL, WILL_RETRY
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
 
     shown: dict[str, str] = {}
+    answered, lost, crashed = time.monotonic(), False, None
     while True:
-        run = call(c.run, run_id)
+        try:
+            run = call(c.run, run_id)
+        except CliError as exc:
+            if exc.code != EXIT_UNREACHABLE or time.monotonic() - answered > reconnect_timeout:
+                raise
+            if not lost:
+                say(f"lost the connection to {c.url}; retrying for up to {reconnect_timeout:g} s")
+            lost = True
+            time.sleep(poll)
+            continue
+        if lost:
+            say(f"connection to {c.url} is back")
+        answered, lost = time.monotonic(), False
         for step, status in run["steps"].items():
             if shown.get(step) != status:
-                print(f"  {run['partition']} {step}: {status.lower()}", file=sys.stderr, flush=True)
+                say(f"  {run['partition']} {step}: {status.lower()}")
             shown[step] = status
+        if run["status"] == "FAILURE" and run["tags"].get(WILL_RETRY) == "true":
+            if retry := run["tags"].get(RETRY_RUN):
+                say(f"run {run_id} crashed; following its retry {retry}")
+                run_id, shown, crashed = retry, {}, None
+                continue
+            crashed = crashed or answered
+            if answered - crashed < reconnect_timeout:  # the daemon has not created the retry yet
+                time.sleep(poll)
+                continue
         if run["status"] in TERMINAL:
             return run
         time.sleep(poll)
@@ -303,6 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("submit", help="register inputs as partitions and launch a run for each")
     p.add_argument("sources", nargs="+", metavar="PATH|URL")
     p.add_argument("--wait", action="store_true", help="follow the runs; exit 1 if one fails")
+    p.add_argument("--force", action="store_true",
+                   help="launch a new run even if the same file with the same options is already submitted")
+    p.add_argument("--reconnect-timeout", type=float, default=300, metavar="SECONDS",
+                   help="with --wait: keep polling this long after the webserver stops answering (default %(default)s)")
     add_speech_options(p)
     p.set_defaults(func=cmd_submit)
 

@@ -49,10 +49,6 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-# url -> a running deployment's webserver process, command, environment and folder (see `restart_webserver`).
-WEBSERVERS: dict[str, dict] = {}
-
-
 def wait_until_up(url: str, process: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + 120
     while True:
@@ -65,43 +61,29 @@ def wait_until_up(url: str, process: subprocess.Popen, log: Path) -> None:
             time.sleep(1)
 
 
+DEPLOYMENTS: dict[str, "Deployment"] = {}  # url -> the running deployment (see `restart_webserver`)
+
+
 def restart_webserver(url: str, down_for: float = 5.0) -> None:
-    """Kill a running deployment's webserver as a crash would (SIGKILL to its process group), leave it down
-    `down_for` seconds, then start a new one on the same port and DAGSTER_HOME; the deployment stops it."""
-    server = WEBSERVERS[url]
-    os.killpg(server["process"].pid, signal.SIGKILL)
-    server["process"].wait()
+    """Kill a running deployment's webserver as a crash would, leave it down `down_for` seconds, then start a
+    new one on the same port and DAGSTER_HOME."""
+    running = DEPLOYMENTS[url]
+    os.killpg(running.webserver.pid, signal.SIGKILL)
+    running.webserver.wait()
     time.sleep(down_for)
-    log = server["root"] / "webserver.restarted.log"
-    server["process"] = start(server["command"], server["env"], log)
-    wait_until_up(url, server["process"], log)
+    running.start_webserver()
 
 
 @contextlib.contextmanager
 def deployment(root: Path):
-    home, inbox, storage = root / "home", root / "inbox", root / "storage"
-    for folder in (home, inbox, storage):
-        folder.mkdir(parents=True)
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    # Create the instance's databases before the webserver, the daemon and their code servers race to (their
-    # concurrent alembic stamps can leave two heads, and the code location then fails to load).
-    from dagster import DagsterInstance
-
-    DagsterInstance.from_config(str(home)).dispose()
-    port = free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "INBOX_DIR": str(inbox), "STORAGE_DIR": str(storage),
-           "SENSOR_INTERVAL": "2", "SENSOR_SETTLE_SECONDS": "1", "PYANNOTE_METRICS_ENABLED": "0"}
-    command = [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"]
-    webserver = start(command, env, root / "webserver.log")
-    daemon = start([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, root / "daemon.log")
-    url = f"http://127.0.0.1:{port}"
-    WEBSERVERS[url] = {"process": webserver, "command": command, "env": env, "root": root}
+    """(url, inbox, storage, root) of a running webserver and daemon."""
+    running = Deployment(root).start()
+    DEPLOYMENTS[running.url] = running
     try:
-        wait_until_up(url, webserver, root / "webserver.log")
-        yield url, inbox, storage, root
+        yield running.url, running.inbox, running.storage, running.root
     finally:
-        stop(daemon)
-        stop(WEBSERVERS.pop(url)["process"])
+        DEPLOYMENTS.pop(running.url)
+        running.stop()
 
 
 def descendants(pid: int) -> list[int]:
@@ -130,6 +112,11 @@ class Deployment:
         for folder in (self.home, self.inbox, self.storage):
             folder.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / "dagster.yaml", self.home / "dagster.yaml")
+        # Create the instance's databases before the webserver, the daemon and their code servers race to (their
+        # concurrent alembic stamps can leave two heads, and the code location then fails to load).
+        from dagster import DagsterInstance
+
+        DagsterInstance.from_config(str(self.home)).dispose()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "DAGSTER_HOME": str(self.home), "INBOX_DIR": str(self.inbox),
@@ -147,7 +134,8 @@ class Deployment:
         return process
 
     def _log(self, name: str) -> Path:
-        self.logs.append(self.root / f"{name}.{len(self.logs)}.log")
+        earlier = sum(log.name.startswith(f"{name}.") for log in self.logs)
+        self.logs.append(self.root / (f"{name}.{earlier}.log" if earlier else f"{name}.log"))
         return self.logs[-1]
 
     def start(self) -> "Deployment":
