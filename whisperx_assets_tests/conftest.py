@@ -80,3 +80,14 @@ def deployment(tmp_path_factory):
 
     with start_deployment(tmp_path_factory.mktemp("deployment")) as running:
         yield running
+
+
+# Fixtures that start servers or load real models: a test using one is `slow` (deselect with -m "not slow").
+SLOW_FIXTURES = {"deployment", "faults", "engine", "pipeline", "speech_config", "dialogue_transcript",
+                 "sample_transcript"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

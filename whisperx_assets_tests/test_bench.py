@@ -5,9 +5,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from whisperx_assets_tests.servers import REPO
 
 
+@pytest.mark.slow
 def test_bench_writes_its_reports(tmp_path):
     env = {**os.environ, "BENCH_FILES": "1", "BENCH_MODES": "limit,inprocess", "BENCH_OUT": str(tmp_path)}
     subprocess.run([sys.executable, "bench/run.py"], cwd=REPO, env=env, check=True, capture_output=True, timeout=600)
