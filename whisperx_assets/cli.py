@@ -234,6 +234,7 @@ def cmd_process(args) -> int:
     from whisperx_assets.assets import alignment, combined, diarization, media, subtitles, transcript
     from whisperx_assets.client import key_for_source
     from whisperx_assets.io_managers import ParquetIOManager
+    from whisperx_assets.launcher import IN_PROCESS_PID_TAG
     from whisperx_assets.partitions import media_files
     from whisperx_assets.resources import MediaStoreResource, WhisperXResource
 
@@ -262,6 +263,7 @@ def cmd_process(args) -> int:
             name = Path(absolute).name
             result = materialize([media, transcript, alignment, diarization, combined, subtitles], partition_key=key,
                                  instance=instance, resources=resources, raise_on_error=False,
+                                 tags={IN_PROCESS_PID_TAG: str(os.getpid())},
                                  run_config={"ops": {"media": {"config": {"source": absolute, "name": name,
                                                                           "sha256": sha256}}}})
             summary = {"source": source, "partition": key, "status": "SUCCESS" if result.success else "FAILURE",

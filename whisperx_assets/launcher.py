@@ -8,7 +8,9 @@ from the failed step (`dagster.yaml`).
 
 A run worker is identified by the pid its code server reported ("Started process for run (pid: N)") and
 that process's start time, so a pid reused after a reboot is not mistaken for the worker. A worker on
-another machine (a remote code server) is asked about through that code server.
+another machine (a remote code server) is asked about through that code server. A run executed in-process
+by `whisperx-assets process` carries its process's pid as a tag (`IN_PROCESS_PID_TAG`) and is checked the
+same way, so a killed `process` does not leave its run STARTED either.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 from dagster._core.launcher.default_run_launcher import DefaultRunLauncher
 from dagster._core.storage.tags import GRPC_INFO_TAG
 
+IN_PROCESS_PID_TAG = "whisperx_assets/pid"
 START_TOLERANCE_S = 2.0  # /proc start times are relative to a boot time known to the second
 
 
@@ -65,14 +68,21 @@ class ProcessRunLauncher(DefaultRunLauncher):
 
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
         grpc_info = json.loads(run.tags.get(GRPC_INFO_TAG) or "null")
-        if grpc_info is None:  # not launched by a launcher (an in-process `materialize`): not ours to judge
-            return CheckRunHealthResult(WorkerStatus.RUNNING, "not launched through a code server")
+        if grpc_info is None:
+            if IN_PROCESS_PID_TAG not in run.tags:  # another in-process execution: not ours to judge
+                return CheckRunHealthResult(WorkerStatus.RUNNING, "not launched through a code server")
+            created = self._instance.get_run_record_by_id(run.run_id).create_timestamp.timestamp()
+            return self._check_local(int(run.tags[IN_PROCESS_PID_TAG]), created)
         if not is_local(grpc_info):
             return self._ask_code_server(run, grpc_info)
         worker = worker_process(self._instance, run.run_id)
         if worker is None:
             return CheckRunHealthResult(WorkerStatus.NOT_FOUND, "no run worker process was reported for this run")
-        pid, reported = worker
+        return self._check_local(*worker)
+
+    @staticmethod
+    def _check_local(pid: int, reported: float) -> CheckRunHealthResult:
+        """Process `pid`, known to have been running at time `reported`, as this run's worker."""
         started = process_start_time(pid)
         if started is None or started > reported + START_TOLERANCE_S:
             return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker process {pid} is gone (killed, out of "
