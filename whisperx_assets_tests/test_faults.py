@@ -17,7 +17,7 @@ from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunSta
 from whisperx_assets.jobs import RANGE_END, RANGE_START, keys_in_range
 from whisperx_assets.launcher import worker_process
 from whisperx_assets.partitions import media_files, partition_key_for
-from whisperx_assets_tests.servers import Deployment, graphql
+from whisperx_assets_tests.servers import Deployment, descendants, graphql
 
 pytestmark = pytest.mark.slow
 
@@ -176,6 +176,36 @@ def test_daemon_killed_while_files_are_pending(faults, dialogue, sample):
     assert_done_once(instance, [key, pending])
     print(f"daemon SIGKILL with a run in progress and a file pending: both files done {time.monotonic() - up:.1f} s "
           "after the daemon restart; nothing redone")
+
+
+def test_code_server_killed_mid_stage(faults, dialogue, sample):
+    """SIGKILL the daemon's code servers while a run transcribes: the run worker lives on and finishes (run
+    monitoring sees it alive, so it is not failed or run twice); the daemon starts a new code server and the
+    next file is processed."""
+    deployment, instance = faults
+    key = drop(deployment, dialogue.path, "code-server-killed.wav")
+    run = wait_for(lambda: step_running(instance, key, "transcript"), 180, "transcript started", deployment)
+    servers = [pid for pid in descendants(deployment.daemon.pid) if b"api\x00grpc" in cmdline(pid)]
+    assert servers
+    for pid in servers:
+        os.kill(pid, 9)
+    killed = time.monotonic()
+    after = drop(deployment, sample.path, "after-code-server.wav")
+    wait_for(lambda: combined_done(instance, [key, after]), 400, "both files done", deployment, poll=1)
+    runs = {r.run_id for k in (key, after) for r in runs_for(instance, k)}
+    wait_for(lambda: all(instance.get_run_by_id(r).is_finished for r in runs), 60, "runs finished", deployment)
+    assert {instance.get_run_by_id(r).status for r in runs} == {DagsterRunStatus.SUCCESS}
+    assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.SUCCESS
+    assert_done_once(instance, [key, after])
+    print(f"code server SIGKILL mid-transcript: the run finished on its own; both files done "
+          f"{time.monotonic() - killed:.1f} s after the kill; nothing redone")
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def test_file_vanishing_before_ingestion(faults, dialogue):
