@@ -28,8 +28,11 @@ from whisperx_assets_tests.test_faults import ASSETS, assert_done_once, wait_for
 
 pytestmark = pytest.mark.slow
 
-FILES = 1000
+FILES = int(os.environ.get("BURST_FILES", "1000"))
 SECONDS = 0.5
+# BURST_ENGINE=real runs the same burst once with the real models on spoken files (for the report; not in the
+# suite: about 20 minutes here).
+REAL = os.environ.get("BURST_ENGINE") == "real"
 # The deployment's settings for the burst:
 # - BATCH_MAX_FILES=100: ten runs of 100 files instead of 32 runs of up to 32: each run process pays a fixed
 #   start-up (Dagster, the code location, torch + pyannote imported by `combined`'s speaker assignment) of
@@ -50,8 +53,17 @@ query ($selector: SensorSelector!) {
 
 
 def write_burst(folder: Path, count: int) -> list[Path]:
-    """`count` distinct 0.5 s 16 kHz mono WAV files (each its own tone and noise, so different bytes)."""
+    """`count` distinct 0.5 s 16 kHz mono WAV files (each its own tone and noise, so different bytes); with
+    the real models, a short spoken sentence each."""
     folder.mkdir(parents=True)
+    if REAL:
+        from whisperx_assets.speech.synthetic import DEFAULT_SCRIPT, VOICES, synthesize_dialogue
+
+        voices = sorted(VOICES)
+        for i in range(count):
+            text = f"Item {i}. " + DEFAULT_SCRIPT[i % len(DEFAULT_SCRIPT)][1].split(".")[0] + "."
+            synthesize_dialogue(folder / f"burst-{i:04d}.wav", [(voices[i % len(voices)], text)], lead_in=0.2)
+        return sorted(folder.glob("burst-*.wav"))
     t = np.arange(int(SECONDS * SAMPLE_RATE)) / SAMPLE_RATE
     paths = []
     for i in range(count):
@@ -105,7 +117,8 @@ def run_burst(root: Path, count: int, timeout: float) -> dict:
     outcome; the figures."""
     staging = root / "staging"
     keys = [partition_key_for(path) for path in write_burst(staging, count)]
-    deployment = Deployment(root / "deployment", env=ENV, workspace="whisperx_assets_tests/standin_workspace.yaml")
+    workspace = "workspace.yaml" if REAL else "whisperx_assets_tests/standin_workspace.yaml"
+    deployment = Deployment(root / "deployment", env=ENV, workspace=workspace)
     set_gpu_pool_limit(deployment.home, GPU_POOL_LIMIT)
     deployment.start()
     try:
@@ -143,8 +156,9 @@ def run_burst(root: Path, count: int, timeout: float) -> dict:
 
 
 def test_burst_of_1000_files_through_every_asset(tmp_path):
-    figures = run_burst(tmp_path, FILES, timeout=780)
-    print(f"\nburst of {figures['files']} files ({SECONDS} s each), BATCH_MAX_FILES={ENV['BATCH_MAX_FILES']}, gpu pool "
+    figures = run_burst(tmp_path, FILES, timeout=3600 if REAL else 780)
+    files = "spoken, real models" if REAL else f"{SECONDS} s each, stand-in engine"
+    print(f"\nburst of {figures['files']} files ({files}), BATCH_MAX_FILES={ENV['BATCH_MAX_FILES']}, gpu pool "
           f"{GPU_POOL_LIMIT}: last subtitles {figures['wall_s']:.1f} s after the drop "
           f"({figures['files_per_min']:.0f} files/min); {figures['runs']} runs, first started "
           f"{figures['first_run_start_s']:.1f} s after the drop, each {figures['run_s_mean']:.1f} s on average "
