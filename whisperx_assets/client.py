@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
-from whisperx_assets.jobs import RANGE_END, RANGE_START, keys_in_range
+from whisperx_assets.jobs import RANGE_END, RANGE_START, run_keys
 from whisperx_assets.partitions import content_hash, is_url, partition_key, url_partition_key
 from whisperx_assets.speech.media import SUPPORTED_EXTENSIONS
 
@@ -181,13 +181,6 @@ def options_hash(resource_config: dict | None) -> str:
 
 def tag_dict(tags: list[dict]) -> dict[str, str]:
     return {t["key"]: t["value"] for t in tags}
-
-
-def run_keys(tags: dict[str, str], order: list[str], position: dict[str, int]) -> list[str]:
-    """The partitions a run covers: its own, or those of its range (batch runs)."""
-    if "dagster/partition" in tags:
-        return [tags["dagster/partition"]]
-    return keys_in_range(order, tags.get(RANGE_START), tags.get(RANGE_END), position)
 
 
 def reusable_run(runs: list[dict], options: str) -> str | None:

@@ -7,7 +7,7 @@ own partition, Parquet files, metadata and lineage. Backfills batch the same way
 
 import hashlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from dagster import (AssetKey, AssetSelection, BackfillPolicy, BetaWarning, RunRequest, define_asset_job,
                      in_process_executor)
@@ -58,6 +58,13 @@ def keys_in_range(order: Sequence[str], start: str | None, end: str | None,
     if start not in position or end not in position:
         return []
     return list(order[position[start]:position[end] + 1])
+
+
+def run_keys(tags: Mapping[str, str], order: Sequence[str], position: dict[str, int] | None = None) -> list[str]:
+    """The partitions a run covers: its own, or those of its range (batch runs)."""
+    if "dagster/partition" in tags:
+        return [tags["dagster/partition"]]
+    return keys_in_range(order, tags.get(RANGE_START), tags.get(RANGE_END), position)
 
 
 def batch_run_key(keys: Sequence[str]) -> str:

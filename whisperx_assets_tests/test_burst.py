@@ -20,11 +20,11 @@ import pytest
 import soundfile as sf
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from whisperx_assets.client import LOCATION, REPOSITORY
+from whisperx_assets.client import ASSETS, LOCATION, REPOSITORY
 from whisperx_assets.partitions import partition_key_for
 from whisperx_assets.speech.media import SAMPLE_RATE
 from whisperx_assets_tests.servers import Deployment, graphql
-from whisperx_assets_tests.test_faults import ASSETS, assert_done_once, wait_for
+from whisperx_assets_tests.test_faults import assert_done_once, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from whisperx_assets.jobs import RANGE_END, RANGE_START, keys_in_range
+from whisperx_assets.client import ASSETS
+from whisperx_assets.jobs import run_keys
 from whisperx_assets.launcher import worker_process
 from whisperx_assets.partitions import media_files, partition_key_for
 from whisperx_assets_tests.servers import Deployment, descendants, graphql
 
 pytestmark = pytest.mark.slow
 
-ASSETS = ("media", "transcript", "alignment", "diarization", "combined", "subtitles")
 DETECTION_BOUND_S = 120  # an interrupted run is marked failed within this of the deployment being up again
 
 
@@ -57,14 +57,9 @@ def wait_for(predicate, timeout: float, what: str, deployment: Deployment, poll:
 def runs_for(instance: DagsterInstance, key: str) -> list:
     """Every run of the job that covers partition `key` (single or range), oldest first."""
     order = instance.get_dynamic_partitions(media_files.name)
-    found = []
-    for run in instance.get_runs(filters=RunsFilter(job_name="process_media")):
-        tags = run.tags
-        keys = [tags["dagster/partition"]] if "dagster/partition" in tags else keys_in_range(
-            order, tags.get(RANGE_START), tags.get(RANGE_END))
-        if key in keys:
-            found.append(run)
-    return found[::-1]
+    position = {k: i for i, k in enumerate(order)}
+    return [run for run in instance.get_runs(filters=RunsFilter(job_name="process_media"))
+            if key in run_keys(run.tags, order, position)][::-1]
 
 
 def step_running(instance: DagsterInstance, key: str, step: str):
