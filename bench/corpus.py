@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from whisperx_assets.speech.quality import Recording
-from whisperx_assets.speech.synthetic import VOICES, synthesize_dialogue
+from whisperx_assets.evaluation.quality import Recording
+from whisperx_assets.evaluation.synthetic import VOICES, synthesize_dialogue
 
 SENTENCES = [
     "Thank you all for coming to the review this afternoon.",

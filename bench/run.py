@@ -31,7 +31,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from corpus import make_corpus  # noqa: E402
 
-from whisperx_assets.speech.quality import diarization_error_rate, word_error_rate  # noqa: E402
+from whisperx_assets.evaluation.quality import diarization_error_rate, word_error_rate  # noqa: E402
 
 RESULTS = Path(os.environ.get("BENCH_OUT") or ROOT / "bench" / "results")
 
@@ -78,12 +78,12 @@ import json, sys, time, resource
 sys.path[:0] = {[str(ROOT)]!r}
 import pandas as pd
 from dagster import DagsterInstance, materialize
-from whisperx_assets.assets import alignment, combined, diarization, media, subtitles, transcript
-from whisperx_assets.client import key_for_source
-from whisperx_assets.io_managers import ParquetIOManager
-from whisperx_assets.jobs import RANGE_END, RANGE_START
-from whisperx_assets.resources import MediaStoreResource, WhisperXResource
-from whisperx_assets.store import MediaStore
+from whisperx_assets.defs.assets import alignment, combined, diarization, media, subtitles, transcript
+from whisperx_assets.api.client import key_for_source
+from whisperx_assets.defs.io_managers import ParquetIOManager
+from whisperx_assets.defs.jobs import RANGE_END, RANGE_START
+from whisperx_assets.defs.resources import MediaStoreResource, WhisperXResource
+from whisperx_assets.inputs.store import MediaStore
 storage = {str(workdir / "inprocess")!r}
 resources = {{"whisperx": WhisperXResource(), "storage": MediaStoreResource(root=storage),
              "io_manager": ParquetIOManager(base_dir=storage)}}
@@ -181,8 +181,8 @@ class MemorySampler:
 
 def _drop_and_wait(url, inbox, paths: list[Path], names: list[str]) -> tuple[float, dict[str, float], dict[str, str]]:
     """Rename files into the inbox at once; wait until each has `combined`. (landing time, {key: done}, {key: name})."""
-    from whisperx_assets.client import key_for_source
-    from whisperx_assets_tests.servers import graphql
+    from whisperx_assets.api.client import key_for_source
+    from whisperx_assets.evaluation.servers import graphql
 
     staging = inbox / ".staging"
     staging.mkdir(exist_ok=True)
@@ -215,7 +215,7 @@ def _timeline(landed: float, run: dict, model_work: float) -> dict:
 
 
 def _model_work(url, keys) -> float:
-    from whisperx_assets_tests.servers import graphql
+    from whisperx_assets.evaluation.servers import graphql
 
     total = 0.0
     for node in graphql(url, MODEL_WORK, {"p": list(keys)})["assetNodes"]:
@@ -229,7 +229,7 @@ def run_daemon(recordings, workdir: Path) -> dict:
     for the single-file latency (landing -> `combined`, and that minus the model work)."""
     import pandas as pd
 
-    from whisperx_assets_tests.servers import deployment, graphql
+    from whisperx_assets.evaluation.servers import deployment, graphql
 
     with deployment(workdir / "daemon") as (url, inbox, storage, root), MemorySampler() as memory:
         landed, done, keys = _drop_and_wait(url, inbox, [r.path for r in recordings], [r.path.name for r in recordings])

@@ -20,10 +20,10 @@ os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from whisperx_assets.speech import SpeechConfig, SpeechEngine  # noqa: E402
-from whisperx_assets.speech.quality import (Recording, diarization_error_rate, pyannote_sample,  # noqa: E402
+from whisperx_assets.evaluation.quality import (Recording, diarization_error_rate, pyannote_sample,  # noqa: E402
                                             pyannote_sample_rttm_turns, turn_boundary_errors,
                                             word_error_rate)
-from whisperx_assets.speech.synthetic import synthesize_dialogue  # noqa: E402
+from whisperx_assets.evaluation.synthetic import synthesize_dialogue  # noqa: E402
 
 
 def main() -> None:

@@ -2,12 +2,12 @@
 
 from dagster import Definitions
 
-from whisperx_assets.assets import alignment, combined, diarization, media, subtitles, transcript
-from whisperx_assets.io_managers import ParquetIOManager
-from whisperx_assets.jobs import process_media_job
-from whisperx_assets.resources import MediaStoreResource, WhisperXResource
-from whisperx_assets.sensors import media_inbox_sensor, split_failed_batch_sensor
-from whisperx_assets.settings import PipelineSettings
+from whisperx_assets.defs.assets import alignment, combined, diarization, media, subtitles, transcript
+from whisperx_assets.defs.io_managers import ParquetIOManager
+from whisperx_assets.defs.jobs import process_media_job
+from whisperx_assets.defs.resources import MediaStoreResource, WhisperXResource
+from whisperx_assets.defs.sensors import media_inbox_sensor, split_failed_batch_sensor
+from whisperx_assets.defs.settings import PipelineSettings
 
 storage_dir = str(PipelineSettings.from_env().storage_dir.resolve())
 

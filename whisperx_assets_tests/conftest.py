@@ -11,8 +11,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest
 
-from whisperx_assets.speech.quality import Recording, pyannote_sample
-from whisperx_assets.speech.synthetic import synthesize_dialogue
+from whisperx_assets.evaluation.quality import Recording, pyannote_sample
+from whisperx_assets.evaluation.synthetic import synthesize_dialogue
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +76,7 @@ def sample_transcript(engine, sample_audio):
 @pytest.fixture(scope="session")
 def deployment(tmp_path_factory):
     """(url, inbox, storage, root) of a running webserver + daemon, shared by the end-to-end tests."""
-    from whisperx_assets_tests.servers import deployment as start_deployment
+    from whisperx_assets.evaluation.servers import deployment as start_deployment
 
     with start_deployment(tmp_path_factory.mktemp("deployment")) as running:
         yield running

@@ -25,8 +25,8 @@ import soundfile as sf
 from dagster import Definitions
 
 from whisperx_assets import definitions as product  # not its `defs` by name: one Definitions per module
-from whisperx_assets.assets import speech as speech_assets
-from whisperx_assets.resources import WhisperXResource
+from whisperx_assets.defs.assets import speech as speech_assets
+from whisperx_assets.defs.resources import WhisperXResource
 from whisperx_assets.speech.align import AlignmentResult
 from whisperx_assets.speech.combine import CombinedResult
 from whisperx_assets.speech.engine import DiarizationResult

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from whisperx_assets_tests.servers import REPO
+from whisperx_assets.evaluation.servers import REPO
 
 
 @pytest.mark.slow

@@ -20,10 +20,10 @@ import pytest
 import soundfile as sf
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from whisperx_assets.client import ASSETS, LOCATION, REPOSITORY
-from whisperx_assets.partitions import partition_key_for
+from whisperx_assets.api.client import ASSETS, LOCATION, REPOSITORY
+from whisperx_assets.inputs.keys import partition_key_for
 from whisperx_assets.speech.media import SAMPLE_RATE
-from whisperx_assets_tests.servers import Deployment, graphql
+from whisperx_assets.evaluation.servers import Deployment, graphql
 from whisperx_assets_tests.test_faults import assert_done_once, wait_for
 
 pytestmark = pytest.mark.slow
@@ -57,7 +57,7 @@ def write_burst(folder: Path, count: int) -> list[Path]:
     the real models, a short spoken sentence each."""
     folder.mkdir(parents=True)
     if REAL:
-        from whisperx_assets.speech.synthetic import DEFAULT_SCRIPT, VOICES, synthesize_dialogue
+        from whisperx_assets.evaluation.synthetic import DEFAULT_SCRIPT, VOICES, synthesize_dialogue
 
         voices = sorted(VOICES)
         for i in range(count):

@@ -9,8 +9,8 @@ import urllib.request
 
 import pytest
 
-from whisperx_assets.partitions import partition_key_for
-from whisperx_assets_tests.servers import REPO, graphql
+from whisperx_assets.inputs.keys import partition_key_for
+from whisperx_assets.evaluation.servers import REPO, graphql
 
 
 MATERIALIZATIONS = """
@@ -97,7 +97,7 @@ query ($runIds: [String!]) { runsOrError(filter: {runIds: $runIds}) { ... on Run
 def test_files_arriving_together_share_a_run_and_a_bad_one_is_split_off(deployment, dialogue, sample, tmp_path):
     """Two good recordings and a corrupt file land together: one batch run, which fails at `media` naming the
     corrupt file; split_failed_batch_sensor re-runs the good two together (one run) and the bad one alone."""
-    from whisperx_assets.client import WhisperXClient
+    from whisperx_assets.api.client import WhisperXClient
 
     url, inbox, storage, root = deployment
     staging = inbox / ".staging"

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from whisperx_assets.client import ASSETS
-from whisperx_assets.jobs import run_keys
-from whisperx_assets.launcher import worker_process
-from whisperx_assets.partitions import media_files, partition_key_for
-from whisperx_assets_tests.servers import Deployment, descendants, graphql
+from whisperx_assets.api.client import ASSETS
+from whisperx_assets.defs.jobs import run_keys
+from whisperx_assets.defs.launcher import worker_process
+from whisperx_assets.inputs.keys import partition_key_for
+from whisperx_assets.defs.partitions import media_files
+from whisperx_assets.evaluation.servers import Deployment, descendants, graphql
 
 pytestmark = pytest.mark.slow
 
@@ -228,7 +229,7 @@ def test_file_vanishing_before_ingestion(faults, dialogue):
 
 
 def client_failure(deployment: Deployment, run_id: str) -> str:
-    from whisperx_assets.client import WhisperXClient
+    from whisperx_assets.api.client import WhisperXClient
 
     return WhisperXClient(deployment.url).run(run_id)["failure"] or ""
 

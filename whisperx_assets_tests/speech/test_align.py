@@ -10,7 +10,7 @@ import pytest
 from whisperx_assets.speech.align import Aligner
 from whisperx_assets.speech.errors import ModelUnavailableError
 from whisperx_assets.speech.frames import WORD_DTYPES
-from whisperx_assets.speech.quality import turn_boundary_errors
+from whisperx_assets.evaluation.quality import turn_boundary_errors
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,8 @@ from whisperx_assets.speech.diarize import (
     mel_spectrogram,
 )
 from whisperx_assets.speech.errors import ModelUnavailableError
-from whisperx_assets.speech.quality import Recording, diarization_error_rate, pyannote_sample_rttm_turns
-from whisperx_assets.speech.synthetic import synthesize_dialogue
+from whisperx_assets.evaluation.quality import Recording, diarization_error_rate, pyannote_sample_rttm_turns
+from whisperx_assets.evaluation.synthetic import synthesize_dialogue
 
 slow = pytest.mark.slow
 

@@ -6,7 +6,7 @@ import pytest
 
 from whisperx_assets.speech import MediaError
 from whisperx_assets.speech.frames import FACT_DTYPES
-from whisperx_assets.speech.quality import diarization_error_rate, word_error_rate
+from whisperx_assets.evaluation.quality import diarization_error_rate, word_error_rate
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from whisperx_assets.speech.frames import SEGMENT_DTYPES
-from whisperx_assets.speech.quality import word_error_rate
+from whisperx_assets.evaluation.quality import word_error_rate
 
 
 def transcript_text(result):

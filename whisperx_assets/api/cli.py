@@ -1,0 +1,386 @@
+"""`whisperx-assets`: submit media and follow the pipeline through Dagster's GraphQL API.
+
+Exit codes: 0 done, 1 a run failed, 2 invalid arguments or options, 3 the webserver cannot be reached,
+4 no such run, partition or result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
+DEFAULT_URL = "http://127.0.0.1:3000"
+FORMATS = ("srt", "vtt", "txt", "tsv", "json", "aud", "parquet")
+
+# CLI flag -> WhisperXResource / SpeechConfig field
+SPEECH_OPTIONS = {
+    "model": ("whisper_model", str), "language": ("language", str), "task": ("task", str),
+    "device": ("device", str), "compute_type": ("compute_type", str), "batch_size": ("batch_size", int),
+    "beam_size": ("beam_size", int), "align_model": ("align_model", str), "align_backend": ("align_backend", str),
+    "num_speakers": ("num_speakers", int), "min_speakers": ("min_speakers", int), "max_speakers": ("max_speakers", int),
+    "vad_onset": ("vad_onset", float), "vad_offset": ("vad_offset", float), "initial_prompt": ("initial_prompt", str),
+    "hotwords": ("hotwords", str), "diarization_model": ("diarization_model", str),
+}
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+def speech_overrides(args) -> dict:
+    """Per-run options, checked locally before anything is launched (the message names the allowed range)."""
+    from whisperx_assets.speech.config import SpeechConfig
+
+    overrides = {field: getattr(args, flag) for flag, (field, _) in SPEECH_OPTIONS.items()
+                 if getattr(args, flag, None) is not None}
+    try:
+        SpeechConfig.from_env(**overrides)
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    return overrides
+
+
+def client(args):
+    from whisperx_assets.api.client import WhisperXClient
+
+    return WhisperXClient(args.url)
+
+
+def call(fn, *a, **kw):
+    """Run a client call, turning transport failures into the documented exit codes."""
+    from dagster_graphql import DagsterGraphQLClientError
+
+    from whisperx_assets.api.client import NotFound
+
+    try:
+        return fn(*a, **kw)
+    except NotFound as exc:
+        raise CliError(str(exc), EXIT_NOT_FOUND) from None
+    except DagsterGraphQLClientError as exc:
+        if _unreachable(exc):
+            raise CliError(f"cannot reach the Dagster webserver at {fn.__self__.url} (start it with `make run`, "
+                           "or pass --url / set DAGSTER_URL)", EXIT_UNREACHABLE) from None
+        raise CliError(str(exc).strip(), EXIT_FAILED) from None
+
+
+def _unreachable(exc: BaseException) -> bool:
+    import requests
+
+    while exc is not None:
+        if isinstance(exc, (requests.exceptions.ConnectionError, ConnectionError)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def emit(args, data, lines: list[str]) -> None:
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print("\n".join(lines))
+
+
+# --- commands -----------------------------------------------------------------------------------------
+
+
+def cmd_submit(args) -> int:
+    overrides = speech_overrides(args)
+    c = client(args)
+    submissions = []
+    for source in args.sources:
+        try:
+            submissions.append(call(c.submit, source, overrides, force=args.force))
+        except (FileNotFoundError, ValueError) as exc:
+            raise CliError(str(exc), EXIT_USAGE) from None
+    already = {True: "\t(already submitted)", False: ""}
+    if not args.wait:
+        emit(args, [s.__dict__ for s in submissions],
+             [f"{s.partition_key}\t{s.run_id}\t{s.source}{already[s.existing]}" for s in submissions])
+        return EXIT_OK
+    results = [{**wait_for(c, s.run_id, reconnect_timeout=args.reconnect_timeout), "existing": s.existing}
+               for s in submissions]
+    emit(args, results, [f"{r['partition']}\t{r['run_id']}\t{r['status']}{already[r['existing']]}"
+                         + (f"\t{r['failure']}" if r["failure"] else "") for r in results])
+    return EXIT_OK if all(r["status"] == "SUCCESS" for r in results) else EXIT_FAILED
+
+
+def wait_for(c, run_id: str, poll: float = 2.0, reconnect_timeout: float = 300.0) -> dict:
+    """Poll until the run ends, printing each step's state changes to stderr (stdout stays clean for --json).
+
+    Runs go on without the webserver, so a lost connection (a restart) is waited out for up to
+    `reconnect_timeout` seconds since the last answer. A crashed run that Dagster will retry is followed into
+    its retry (the daemon gets as long to create it): the result is the last run's."""
+    from whisperx_assets.api.client import RETRY_RUN, TERMINAL, WILL_RETRY
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    shown: dict[str, str] = {}
+    answered, lost, crashed = time.monotonic(), False, None
+    while True:
+        try:
+            run = call(c.run, run_id)
+        except CliError as exc:
+            if exc.code != EXIT_UNREACHABLE or time.monotonic() - answered > reconnect_timeout:
+                raise
+            if not lost:
+                say(f"lost the connection to {c.url}; retrying for up to {reconnect_timeout:g} s")
+            lost = True
+            time.sleep(poll)
+            continue
+        if lost:
+            say(f"connection to {c.url} is back")
+        answered, lost = time.monotonic(), False
+        for step, status in run["steps"].items():
+            if shown.get(step) != status:
+                say(f"  {run['partition']} {step}: {status.lower()}")
+            shown[step] = status
+        if run["status"] == "FAILURE" and run["tags"].get(WILL_RETRY) == "true":
+            if retry := run["tags"].get(RETRY_RUN):
+                say(f"run {run_id} crashed; following its retry {retry}")
+                run_id, shown, crashed = retry, {}, None
+                continue
+            crashed = crashed or answered
+            if answered - crashed < reconnect_timeout:  # the daemon has not created the retry yet
+                time.sleep(poll)
+                continue
+        if run["status"] in TERMINAL:
+            return run
+        time.sleep(poll)
+
+
+def cmd_status(args) -> int:
+    c = client(args)
+    target = args.target
+    if len(target) == 36 and target.count("-") == 4:  # a run id
+        run = call(c.run, target)
+    else:
+        run = call(c.latest_run_for_partition, target)
+        if run is None:
+            raise CliError(f"no run for partition {target}", EXIT_NOT_FOUND)
+    lines = [f"run {run['run_id']}  partition {run['partition']}  {run['status']}"]
+    lines += [f"  {step}: {status.lower()}" for step, status in run["steps"].items()]
+    if run["failure"]:
+        lines.append(f"failure: {run['failure']}")
+    emit(args, run, lines)
+    return EXIT_FAILED if run["status"] == "FAILURE" else EXIT_OK
+
+
+def cmd_list(args) -> int:
+    from whisperx_assets.api.client import ASSETS
+
+    c = client(args)
+    states = call(c.partitions)
+    rows = []
+    for key in sorted(states):
+        row = {"partition": key, **{a: states[key].get(a, "missing") for a in ASSETS if a in states[key]}}
+        if "failed" in states[key].values():
+            run = call(c.latest_run_for_partition, key)
+            row["failure"] = run and run["failure"]
+        rows.append(row)
+    lines = [f"{r['partition']}\t" + " ".join(f"{a}={r[a]}" for a in ASSETS if a in r)
+             + (f"\tfailure: {r['failure']}" if r.get("failure") else "") for r in rows]
+    emit(args, rows, lines or ["(no partitions)"])
+    return EXIT_OK
+
+
+def cmd_result(args) -> int:
+    c = client(args)
+    if args.format == "parquet":
+        path = call(c.output_path, "combined", args.partition)
+    else:
+        path = call(c.output_path, "subtitles", args.partition, "folder") / f"{args.partition}.{args.format}"
+    if not path.is_file():
+        raise CliError(f"{path} is not readable from here (is the store on another machine?)", EXIT_NOT_FOUND)
+    if args.output:
+        shutil.copyfile(path, args.output)
+        emit(args, {"partition": args.partition, "path": str(args.output)}, [str(args.output)])
+    elif args.format == "parquet":
+        sys.stdout.buffer.write(path.read_bytes())
+    else:
+        sys.stdout.write(path.read_text())
+    return EXIT_OK
+
+
+def cmd_backfill(args) -> int:
+    c = client(args)
+    states = call(c.partitions)
+    if args.failed:
+        keys = sorted(k for k, s in states.items() if "failed" in s.values())
+    else:
+        keys = sorted(states)
+    if not keys:
+        emit(args, {"backfill_id": None, "partitions": []}, ["nothing to backfill"])
+        return EXIT_OK
+    backfill_id = call(c.backfill, keys)
+    emit(args, {"backfill_id": backfill_id, "partitions": keys}, [f"backfill {backfill_id}: {len(keys)} partitions"])
+    return EXIT_OK
+
+
+def cmd_process(args) -> int:
+    """One-shot, no server: materialize every asset of each file in this process."""
+    from dagster import DagsterInstance, materialize
+
+    from whisperx_assets.defs.assets import alignment, combined, diarization, media, subtitles, transcript
+    from whisperx_assets.api.client import key_for_source
+    from whisperx_assets.defs.io_managers import ParquetIOManager
+    from whisperx_assets.defs.launcher import IN_PROCESS_PID_TAG
+    from whisperx_assets.defs.partitions import media_files
+    from whisperx_assets.defs.resources import MediaStoreResource, WhisperXResource
+
+    overrides = speech_overrides(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    scratch = tempfile.TemporaryDirectory(prefix="whisperx-assets-")
+    storage = Path(os.environ.get("STORAGE_DIR") or scratch.name)
+    whisperx = WhisperXResource(**overrides)
+    resources = {"whisperx": whisperx, "storage": MediaStoreResource(root=str(storage)),
+                 "io_manager": ParquetIOManager(base_dir=str(storage))}
+    instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
+    summaries, failed = [], 0
+    with instance, stdout_to_stderr() as real_stdout:
+        for source in args.sources:
+            started = time.perf_counter()
+            try:
+                key, absolute, sha256 = key_for_source(source)
+            except (FileNotFoundError, ValueError) as exc:
+                summaries.append({"source": source, "status": "FAILURE", "failure": str(exc)})
+                failed += 1
+                if not args.json:
+                    real_stdout.write(format_summary(summaries[-1]) + "\n")
+                continue
+            instance.add_dynamic_partitions(media_files.name, [key]) if not instance.has_dynamic_partition(
+                media_files.name, key) else None
+            name = Path(absolute).name
+            result = materialize([media, transcript, alignment, diarization, combined, subtitles], partition_key=key,
+                                 instance=instance, resources=resources, raise_on_error=False,
+                                 tags={IN_PROCESS_PID_TAG: str(os.getpid())},
+                                 run_config={"ops": {"media": {"config": {"source": absolute, "name": name,
+                                                                          "sha256": sha256}}}})
+            summary = {"source": source, "partition": key, "status": "SUCCESS" if result.success else "FAILURE",
+                       "wall_seconds": round(time.perf_counter() - started, 2)}
+            if result.success:
+                facts = {m.asset_key.to_user_string(): m.materialization.metadata
+                         for m in result.get_asset_materialization_events()}
+                summary.update(duration=facts["media"]["audio_seconds"].value,
+                               language=facts["transcript"]["language"].value,
+                               speakers=facts["diarization"]["speakers"].value,
+                               words=facts["combined"]["dagster/row_count"].value)
+                folder = storage / "subtitles" / key
+                for path in folder.iterdir():
+                    shutil.copyfile(path, args.out / f"{Path(name).stem}{path.suffix}")
+                shutil.copyfile(storage / "combined" / f"{key}.parquet", args.out / f"{Path(name).stem}.parquet")
+            else:
+                failed += 1
+                failure = next((e for e in result.all_events if e.event_type_value == "STEP_FAILURE"), None)
+                summary["failure"] = failure.event_specific_data.error.message.strip() if failure else "run failed"
+            summaries.append(summary)
+            if not args.json:
+                real_stdout.write(format_summary(summary) + "\n")
+                real_stdout.flush()
+    scratch.cleanup()
+    if args.json:
+        print(json.dumps(summaries, indent=2, default=str))
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """Libraries (whisperX's logger, C extensions) write to file descriptor 1; keep stdout for our output."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    real_stdout = os.fdopen(os.dup(saved), "w")
+    try:
+        yield real_stdout
+    finally:
+        real_stdout.close()
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def format_summary(s: dict) -> str:
+    if s["status"] != "SUCCESS":
+        return f"FAILED {s['source']}: {s.get('failure')}"
+    return (f"{s['source']}: {s['duration']:.1f} s, language {s['language']}, {s['speakers']} speakers, "
+            f"{s['words']} words in {s['wall_seconds']:.1f} s -> {s['partition']}")
+
+
+# --- parser -------------------------------------------------------------------------------------------
+
+
+def add_speech_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("per-run speech options (default: environment, then engine defaults)")
+    for flag, (_, kind) in SPEECH_OPTIONS.items():
+        group.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=kind)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="whisperx-assets", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default=os.environ.get("DAGSTER_URL", DEFAULT_URL),
+                        help="Dagster webserver (env DAGSTER_URL, default %(default)s)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("submit", help="register inputs as partitions and launch a run for each")
+    p.add_argument("sources", nargs="+", metavar="PATH|URL")
+    p.add_argument("--wait", action="store_true", help="follow the runs; exit 1 if one fails")
+    p.add_argument("--force", action="store_true",
+                   help="launch a new run even if the same file with the same options is already submitted")
+    p.add_argument("--reconnect-timeout", type=float, default=300, metavar="SECONDS",
+                   help="with --wait: keep polling this long after the webserver stops answering (default %(default)s)")
+    add_speech_options(p)
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("status", help="state of a run, or of a partition's latest run, with the failure reason")
+    p.add_argument("target", metavar="RUN_ID|PARTITION")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("list", help="partitions with the state of each asset")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("result", help="a partition's transcript as a file")
+    p.add_argument("partition")
+    p.add_argument("--format", choices=FORMATS, default="srt")
+    p.add_argument("-o", "--output", type=Path)
+    p.set_defaults(func=cmd_result)
+
+    p = sub.add_parser("process", help="one-shot: process files in this process (no server) into --out")
+    p.add_argument("sources", nargs="+", metavar="PATH|URL")
+    p.add_argument("--out", type=Path, required=True)
+    add_speech_options(p)
+    p.set_defaults(func=cmd_process)
+
+    p = sub.add_parser("backfill", help="re-run partitions through a Dagster backfill")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--failed", action="store_true")
+    which.add_argument("--all", action="store_true")
+    p.set_defaults(func=cmd_backfill)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as exc:
+        if args.json:
+            print(json.dumps({"error": str(exc), "exit_code": exc.code}))
+        else:
+            print(f"whisperx-assets: {exc}", file=sys.stderr)
+        return exc.code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

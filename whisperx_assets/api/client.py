@@ -1,0 +1,375 @@
+"""Launch and follow work through Dagster's GraphQL API.
+
+Built on `dagster_graphql.DagsterGraphQLClient` (job launch, run status); raw GraphQL for what it has no
+call for (dynamic partitions, backfills, asset partition status, materialization metadata).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
+
+from whisperx_assets.defs.jobs import RANGE_END, RANGE_START, run_keys
+from whisperx_assets.inputs.keys import content_hash, is_url, partition_key, url_partition_key
+from whisperx_assets.speech.media import SUPPORTED_EXTENSIONS
+
+LOCATION = "whisperx_assets"
+REPOSITORY = "__repository__"
+JOB = "process_media"
+ASSETS = ("media", "transcript", "alignment", "diarization", "combined", "subtitles")
+TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+# A run that has left, or will leave, its partition's results: a submission of the same file and options
+# needs no other run while one of these stands.
+STANDING = {"QUEUED", "NOT_STARTED", "STARTING", "STARTED", "SUCCESS"}
+OPTIONS_TAG, SUBMISSION_TAG = "whisperx_assets/options", "whisperx_assets/submission"
+WILL_RETRY, RETRY_RUN = "dagster/will_retry", "dagster/auto_retry_run_id"
+
+ADD_PARTITION = """
+mutation ($selector: RepositorySelector!, $key: String!) {
+  addDynamicPartition(repositorySelector: $selector, partitionsDefName: "media_files", partitionKey: $key) {
+    __typename
+    ... on PythonError { message }
+    ... on UnauthorizedError { message }
+  }
+}"""
+
+RUN_DETAILS = """
+query ($runId: ID!) {
+  runOrError(runId: $runId) {
+    __typename
+    ... on Run {
+      runId status tags { key value }
+      stats { ... on RunStatsSnapshot { startTime endTime } }
+      stepStats { stepKey status startTime endTime }
+    }
+  }
+  logsForRun(runId: $runId, limit: 200) {
+    ... on EventConnection { events { __typename ... on ExecutionStepFailureEvent { stepKey error { message } } } }
+  }
+}"""
+
+# A partition's runs include batch runs over a range of partitions, which carry no per-partition tag: ask
+# each asset for the latest run that planned it.
+LATEST_RUN_FOR_PARTITION = """
+query ($key: String!) {
+  assetNodes {
+    latestRunForPartition(partition: $key) { runId creationTime }
+  }
+}"""
+
+PARTITION_STATUSES = """
+query {
+  assetNodes {
+    assetKey { path }
+    assetPartitionStatuses {
+      ... on DefaultPartitionStatuses {
+        materializedPartitions failedPartitions materializingPartitions unmaterializedPartitions
+      }
+    }
+  }
+}"""
+
+RECENT_RUNS = """
+query ($limit: Int!) {
+  runsOrError(filter: {pipelineName: "process_media"}, limit: $limit) {
+    ... on Runs { results { runId status tags { key value } stepStats { stepKey status } } }
+  }
+  assetNodeOrError(assetKey: {path: ["media"]}) { ... on AssetNode { partitionKeys } }
+}"""
+
+# A partition's own runs (all of them) and the recent runs, among which the batch runs over a range of
+# partitions (they have no per-partition tag to filter on).
+PARTITION_RUNS = """
+query ($key: String!, $limit: Int!) {
+  tagged: runsOrError(filter: {tags: [{key: "dagster/partition", value: $key}]}, limit: $limit) { ...runs }
+  recent: runsOrError(filter: {pipelineName: "process_media"}, limit: $limit) { ...runs }
+  assetNodeOrError(assetKey: {path: ["media"]}) { ... on AssetNode { partitionKeys } }
+}
+fragment runs on RunsOrError { ... on Runs { results { runId status creationTime tags { key value } } } }"""
+
+# Dagster's partition add is no lock: two adds at once can both report success. Submitters that mean to
+# launch record a claim instead, as an observation of the partition's `media`: the event log orders claims.
+CLAIM = """
+mutation ($key: String!, $claim: String!) {
+  reportRunlessAssetEvents(eventParams: {eventType: ASSET_OBSERVATION, assetKey: {path: ["media"]},
+                                         partitionKeys: [$key], description: $claim}) {
+    __typename ... on Error { message }
+  }
+}"""
+
+CLAIMS = """
+query ($key: String!) {
+  assetOrError(assetKey: {path: ["media"]}) {
+    ... on Asset { assetObservations(partitions: [$key], limit: 100) { timestamp description } }
+  }
+}"""
+
+TAGGED_RUNS = """
+query ($tag: ExecutionTag!) { runsOrError(filter: {tags: [$tag]}) { ... on Runs { results { runId } } } }"""
+
+MATERIALIZATION = """
+query ($asset: [String!]!, $key: String!) {
+  assetOrError(assetKey: {path: $asset}) {
+    __typename
+    ... on Asset {
+      assetMaterializations(partitions: [$key], limit: 1) {
+        runId timestamp
+        metadataEntries { label ... on PathMetadataEntry { path } }
+      }
+    }
+  }
+}"""
+
+BACKFILL = """
+mutation ($names: [String!]!, $assets: [AssetKeyInput!]!) {
+  launchPartitionBackfill(backfillParams: {partitionNames: $names, assetSelection: $assets}) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on PartitionSetNotFoundError { message }
+    ... on InvalidStepError { invalidStepKey }
+    ... on InvalidOutputError { stepKey invalidOutputName }
+    ... on UnauthorizedError { message }
+  }
+}"""
+
+
+class NotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Submission:
+    source: str
+    partition_key: str
+    run_id: str
+    existing: bool = False  # an earlier submission's run, not launched by this one
+
+
+def key_for_source(source: str) -> tuple[str, str, str]:
+    """(partition key, absolute source, sha256 or '') as the inbox sensor would compute them."""
+    if is_url(source):
+        scheme = urlsplit(source).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise ValueError(f"{source}: only http and https URLs are supported")
+        return url_partition_key(source), source, ""
+    path = Path(source).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"{source}: no such file")
+    if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
+        raise ValueError(f"{source}: unsupported extension {path.suffix or '(none)'!r}; supported: "
+                         f"{' '.join(sorted(SUPPORTED_EXTENSIONS))}")
+    sha256 = content_hash(path)
+    return partition_key(path.name, sha256), str(path), sha256
+
+
+def options_hash(resource_config: dict | None) -> str:
+    """A run's options as a short stable id; "" for the defaults (what runs without the tag, such as the inbox
+    sensor's, mean)."""
+    if not resource_config:
+        return ""
+    return hashlib.sha256(json.dumps(resource_config, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def tag_dict(tags: list[dict]) -> dict[str, str]:
+    return {t["key"]: t["value"] for t in tags}
+
+
+def reusable_run(runs: list[dict], options: str) -> str | None:
+    """The run that a submission with `options` can stand on, given its partition's runs newest first.
+
+    The newest run that stands (queued, running, succeeded, or crashed with an automatic retry coming) decides
+    what the partition's results will be: it counts only if it has these options. Failed and canceled runs
+    of other options are passed over; the newest of these options having failed means "retry it" (None)."""
+    for run in runs:
+        same = run["tags"].get(OPTIONS_TAG, "") == options
+        stands = run["status"] in STANDING or run["tags"].get(WILL_RETRY) == "true"
+        if same and stands:
+            return run["runId"]
+        if same or stands:
+            return None
+    return None
+
+
+def leading_claim(observations: list[dict], token: str, grace: float) -> str:
+    """The claim that launches: the first of those for the same launch as `token`'s (same options, after the same
+    run) made at most `grace` seconds before it (older ones are a crashed submitter's). Observations newest
+    first, as Dagster lists them."""
+    claims = []
+    for event in reversed(observations):
+        with contextlib.suppress(ValueError, TypeError, KeyError):  # not a claim
+            claim = json.loads(event["description"])
+            claims.append((float(event["timestamp"]) / 1000, claim["submission"], claim["options"], claim["after"]))
+    mine = next((c for c in claims if c[1] == token), None)
+    if mine is None:  # beyond the observations read: only many more claims since could do that
+        return token
+    return next(c[1] for c in claims if c[0] >= mine[0] - grace and c[2:] == mine[2:])
+
+
+class WhisperXClient(DagsterGraphQLClient):
+    """`WhisperXClient("http://127.0.0.1:3000")`: the pipeline's operations over GraphQL."""
+
+    def __init__(self, url: str, timeout: int = 60):
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        super().__init__(parts.hostname or "127.0.0.1", port_number=parts.port, use_https=parts.scheme == "https",
+                         timeout=timeout, path_prefix=parts.path.rstrip("/"))
+        self.selector = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}
+        self.url = f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+    def query(self, document: str, variables: dict | None = None) -> dict:
+        return self._execute(document, variables)
+
+    def add_partition(self, key: str) -> bool:
+        """True if added, False if it already existed."""
+        result = self.query(ADD_PARTITION, {"selector": self.selector, "key": key})["addDynamicPartition"]
+        kind = result["__typename"]
+        if kind == "AddDynamicPartitionSuccess":
+            return True
+        # Two adds at once can both pass Dagster's existence check; the loser's insert then fails on the unique
+        # index, or finds the row, adds nothing and reports success (hence the claims in `submit`).
+        if kind == "DuplicateDynamicPartitionError" or (
+                kind == "PythonError" and any(s in result["message"] for s in ("UNIQUE", "IntegrityError"))):
+            return False
+        raise DagsterGraphQLClientError(kind, result.get("message", ""))
+
+    def submit(self, source: str, resource_config: dict | None = None, force: bool = False,
+               grace: float = 15.0) -> Submission:
+        """Add `source`'s partition and launch `process_media` for it, unless the same submission is already
+        under way or done: then the run `reusable_run` finds stands for this one (`existing`). `force` always
+        launches.
+
+        A partition that existed with no run yet may be between its add and its launch (the inbox sensor's,
+        another submitter's): wait up to `grace` seconds for its run. Submitters that would launch the same
+        run at once all claim it; the first claim launches and the others wait up to `grace` for its run."""
+        key, absolute, sha256 = key_for_source(source)
+        options, token = options_hash(resource_config), uuid.uuid4().hex
+        existed = not self.add_partition(key)
+        if not force and (run_id := self._standing_run(key, options, token, existed, grace)):
+            return Submission(source, key, run_id, existing=True)
+        name = Path(urlsplit(absolute).path).name if is_url(absolute) else Path(absolute).name
+        run_config = {"ops": {"media": {"config": {"source": absolute, "name": name, "sha256": sha256}}}}
+        if resource_config:
+            run_config["resources"] = {"whisperx": {"config": resource_config}}
+        run_id = self.submit_job_execution(JOB, repository_location_name=LOCATION, repository_name=REPOSITORY,
+                                           run_config=run_config, tags={"dagster/partition": key, OPTIONS_TAG: options,
+                                                                        SUBMISSION_TAG: token,
+                                                                        "whisperx_assets/source": source})
+        return Submission(source, key, run_id)
+
+    def _standing_run(self, key: str, options: str, token: str, existed: bool, grace: float) -> str | None:
+        """The run that stands for this submission (see `submit`), or None: this one launches."""
+        runs, deadline = self.partition_runs(key), time.monotonic() + grace
+        while existed and not runs and time.monotonic() < deadline:
+            time.sleep(0.5)
+            runs = self.partition_runs(key)
+        if run_id := reusable_run(runs, options):
+            return run_id
+        leader = self.claim(key, token, options, runs[0]["runId"] if runs else "", grace)
+        deadline = time.monotonic() + grace
+        while leader != token and time.monotonic() < deadline:
+            if run_id := self.tagged_run(SUBMISSION_TAG, leader):
+                return run_id
+            time.sleep(0.5)
+        return None
+
+    def claim(self, key: str, token: str, options: str, after: str, grace: float) -> str:
+        """Record the claim to launch a run with `options` for partition `key` after run `after` (or none);
+        returns the token of the claim that launches."""
+        claim = json.dumps({"submission": token, "options": options, "after": after})
+        result = self.query(CLAIM, {"key": key, "claim": claim})["reportRunlessAssetEvents"]
+        if result["__typename"] != "ReportRunlessAssetEventsSuccess":
+            raise DagsterGraphQLClientError(result["__typename"], result.get("message", ""))
+        observations = self.query(CLAIMS, {"key": key})["assetOrError"].get("assetObservations") or []
+        return leading_claim(observations, token, grace)
+
+    def tagged_run(self, key: str, value: str) -> str | None:
+        runs = self.query(TAGGED_RUNS, {"tag": {"key": key, "value": value}})["runsOrError"].get("results") or []
+        return runs[0]["runId"] if runs else None
+
+    def run(self, run_id: str) -> dict:
+        data = self.query(RUN_DETAILS, {"runId": run_id})
+        run = data["runOrError"]
+        if run["__typename"] != "Run":
+            raise NotFound(f"no run {run_id}")
+        events = (data.get("logsForRun") or {}).get("events") or []
+        failures = [f"{e['stepKey']}: {e['error']['message'].strip()}" for e in events
+                    if e.get("__typename") == "ExecutionStepFailureEvent"]
+        tags = tag_dict(run["tags"])
+        partition = tags.get("dagster/partition") or (f"{tags[RANGE_START]}..{tags[RANGE_END]}" if RANGE_START in tags
+                                                       else None)
+        return {"run_id": run["runId"], "status": run["status"], "partition": partition,
+                "steps": {s["stepKey"]: s["status"] for s in run["stepStats"]},
+                "start_time": run["stats"].get("startTime"), "end_time": run["stats"].get("endTime"),
+                "failure": failures[-1] if failures else None, "tags": tags}
+
+    def latest_run_for_partition(self, key: str) -> dict | None:
+        runs = [node["latestRunForPartition"] for node in self.query(LATEST_RUN_FOR_PARTITION, {"key": key})["assetNodes"]
+                if node["latestRunForPartition"]]
+        return self.run(max(runs, key=lambda r: r["creationTime"])["runId"]) if runs else None
+
+    def partition_runs(self, key: str, limit: int = 1000) -> list[dict]:
+        """Runs covering partition `key`, newest first, tags as a dict: all of its own, and the batch runs over
+        it among the latest `limit` runs."""
+        data = self.query(PARTITION_RUNS, {"key": key, "limit": limit})
+        order = (data.get("assetNodeOrError") or {}).get("partitionKeys") or []
+        position = {k: i for i, k in enumerate(order)}
+        runs = {}
+        for run in (data["tagged"].get("results") or []) + (data["recent"].get("results") or []):
+            tags = tag_dict(run["tags"])
+            if key in run_keys(tags, order, position):
+                runs[run["runId"]] = {**run, "tags": tags}
+        return sorted(runs.values(), key=lambda r: r["creationTime"], reverse=True)
+
+    def partitions(self, recent_runs: int = 1000) -> dict[str, dict[str, str]]:
+        """{partition key: {asset: materialized|failed|materializing|missing}}.
+
+        Dagster's partition statuses give materialized / in progress; a step that failed in a partition's
+        latest run marks that asset failed."""
+        states: dict[str, dict[str, str]] = {}
+        for node in self.query(PARTITION_STATUSES)["assetNodes"]:
+            asset = node["assetKey"]["path"][-1]
+            statuses = node["assetPartitionStatuses"] or {}
+            for field, state in (("materializedPartitions", "materialized"), ("failedPartitions", "failed"),
+                                 ("materializingPartitions", "materializing"), ("unmaterializedPartitions", "missing")):
+                for key in statuses.get(field) or []:
+                    states.setdefault(key, {})[asset] = state
+        data = self.query(RECENT_RUNS, {"limit": recent_runs})
+        order = (data.get("assetNodeOrError") or {}).get("partitionKeys") or []
+        position = {key: i for i, key in enumerate(order)}
+        latest: dict[str, dict] = {}
+        for run in data["runsOrError"].get("results") or []:  # newest first
+            for key in run_keys(tag_dict(run["tags"]), order, position):
+                latest.setdefault(key, run)
+        for key, run in latest.items():
+            for step in run["stepStats"]:
+                if step["status"] == "FAILURE" and step["stepKey"] in ASSETS:
+                    states.setdefault(key, {})[step["stepKey"]] = "failed"
+        return states
+
+    def output_path(self, asset: str, key: str, label: str = "path") -> Path:
+        """Where the latest materialization of `asset` for partition `key` stored its output."""
+        result = self.query(MATERIALIZATION, {"asset": [asset], "key": key})["assetOrError"]
+        materializations = result.get("assetMaterializations") or []
+        if not materializations:
+            raise NotFound(f"{asset} is not materialized for partition {key}")
+        for entry in materializations[0]["metadataEntries"]:
+            if entry["label"] == label and entry.get("path"):
+                return Path(entry["path"])
+        raise NotFound(f"{asset} for {key} recorded no {label}")
+
+    def backfill(self, keys: list[str]) -> str:
+        result = self.query(BACKFILL, {"names": keys, "assets": [{"path": [a]} for a in ASSETS]})
+        result = result["launchPartitionBackfill"]
+        if result["__typename"] != "LaunchBackfillSuccess":
+            raise DagsterGraphQLClientError(result["__typename"], str(result))
+        return result["backfillId"]
+
+

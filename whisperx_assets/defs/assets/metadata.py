@@ -1,0 +1,36 @@
+"""Materialization metadata shared by the tabular assets: row count, column schema, a preview, stage facts.
+
+Recorded per partition (`add_asset_metadata(..., partition_key=...)`), so a file processed in a batch run
+shows its own figures, also when its output was finished by an earlier attempt of the same work."""
+
+from __future__ import annotations
+
+import pandas as pd
+from dagster import AssetExecutionContext, MetadataValue, TableColumn, TableSchema
+
+from whisperx_assets.speech.frames import StageFacts
+from whisperx_assets.inputs.store import StageOutput
+
+PREVIEW_ROWS = 10
+
+
+def stage_output(frame: pd.DataFrame, facts: StageFacts | None = None, **extra) -> StageOutput:
+    """A file's output with its stage facts and other figures (plain values, kept beside the Parquet)."""
+    values = {**(facts.as_dict() if facts else {}), **extra}
+    return StageOutput(frame, {k: v for k, v in values.items() if v is not None and k != "stage"})
+
+
+def frame_metadata(frame: pd.DataFrame, **values) -> dict:
+    return {
+        "dagster/row_count": len(frame),
+        "dagster/column_schema": TableSchema(columns=[TableColumn(name=str(c), type=str(t))
+                                                      for c, t in frame.dtypes.items()]),
+        "preview": MetadataValue.md(frame.head(PREVIEW_ROWS).to_markdown(index=False) if len(frame) else "(no rows)"),
+        **values,
+    }
+
+
+def record(context: AssetExecutionContext, key: str, output: StageOutput, **extra) -> pd.DataFrame:
+    """Attach `frame_metadata` to partition `key`'s materialization; returns the frame."""
+    context.add_asset_metadata(frame_metadata(output.frame, **output.facts, **extra), partition_key=key)
+    return output.frame

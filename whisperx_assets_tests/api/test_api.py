@@ -1,0 +1,208 @@
+"""Launching and following work from outside: the `whisperx-assets` CLI and raw GraphQL against a real
+webserver and daemon (the shared `deployment`), URL inputs, and the failure paths."""
+
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from whisperx_assets.evaluation.servers import REPO, free_port, graphql
+
+CLI = str(Path(sys.executable).parent / "whisperx-assets")
+
+
+def cli(url, *args, env=None, timeout=600):
+    run = subprocess.run([CLI, "--url", url, "--json", *map(str, args)], capture_output=True, text=True,
+                         timeout=timeout, env={**os.environ, **(env or {})}, cwd=REPO)
+    try:
+        data = json.loads(run.stdout) if run.stdout.strip() else None
+    except json.JSONDecodeError:
+        data = run.stdout
+    return run.returncode, data, run.stderr
+
+
+@pytest.fixture(scope="module")
+def submitted(deployment, dialogue, tmp_path_factory):
+    url, inbox, storage, root = deployment
+    path = tmp_path_factory.mktemp("submit") / "weekly sync.wav"
+    shutil.copy(dialogue.path, path)
+    code, data, err = cli(url, "submit", path, "--wait", "--language", "en", "--num-speakers", "2")
+    return code, data, err
+
+
+def test_submit_and_wait(deployment, submitted):
+    url, inbox, storage, root = deployment
+    code, data, err = submitted
+    assert code == 0, err
+    [run] = data
+    assert run["status"] == "SUCCESS" and run["partition"].startswith("weekly-sync-")
+    words = pd.read_parquet(storage / "combined" / f"{run['partition']}.parquet")
+    assert set(words["speaker"].dropna()) == {"SPEAKER_00", "SPEAKER_01"}
+    assert "transcript: success" in err  # per-stage progress lines
+
+
+def test_result_formats(deployment, submitted, tmp_path):
+    url, *_ = deployment
+    key = submitted[1][0]["partition"]
+    code, data, err = cli(url, "result", key, "--format", "vtt", "-o", tmp_path / "out.vtt")
+    assert code == 0, err
+    assert (tmp_path / "out.vtt").read_text().startswith("WEBVTT")
+    code, data, err = cli(url, "result", key, "--format", "parquet", "-o", tmp_path / "out.parquet")
+    assert code == 0 and len(pd.read_parquet(tmp_path / "out.parquet")) > 50
+
+
+def test_status_and_list(deployment, submitted):
+    url, *_ = deployment
+    run = submitted[1][0]
+    code, data, err = cli(url, "status", run["run_id"])
+    assert code == 0 and data["status"] == "SUCCESS" and data["steps"]["combined"] == "SUCCESS"
+    code, data, err = cli(url, "status", run["partition"])
+    assert code == 0 and data["run_id"] == run["run_id"]
+    code, data, err = cli(url, "list")
+    row = next(r for r in data if r["partition"] == run["partition"])
+    assert row["combined"] == "materialized" and row["media"] == "materialized"
+
+
+LAUNCH = """
+mutation ($selector: JobOrPipelineSelector!, $runConfig: RunConfigData, $tags: [ExecutionTag!]) {
+  launchRun(executionParams: {selector: $selector, runConfigData: $runConfig, executionMetadata: {tags: $tags}}) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}"""
+
+ADD = """
+mutation ($key: String!) {
+  addDynamicPartition(repositorySelector: {repositoryLocationName: "whisperx_assets", repositoryName: "__repository__"},
+                      partitionsDefName: "media_files", partitionKey: $key) { __typename }
+}"""
+
+
+def test_raw_graphql(deployment, sample):
+    """What the README's curl examples do: add a partition, launch the job for it, poll its status."""
+    url, inbox, storage, root = deployment
+    from whisperx_assets.api.client import key_for_source
+
+    key, source, sha256 = key_for_source(str(sample.path))
+    assert graphql(url, ADD, {"key": key})["addDynamicPartition"]["__typename"] == "AddDynamicPartitionSuccess"
+    assert graphql(url, ADD, {"key": key})["addDynamicPartition"]["__typename"] == "DuplicateDynamicPartitionError"
+    launched = graphql(url, LAUNCH, {
+        "selector": {"repositoryLocationName": "whisperx_assets", "repositoryName": "__repository__",
+                     "jobName": "process_media"},
+        "runConfig": {"ops": {"media": {"config": {"source": source, "sha256": sha256}}}},
+        "tags": [{"key": "dagster/partition", "value": key}]})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+    deadline = time.monotonic() + 300
+    status = None
+    while time.monotonic() < deadline and status not in ("SUCCESS", "FAILURE"):
+        time.sleep(2)
+        status = graphql(url, "query ($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }",
+                         {"id": run_id})["runOrError"]["status"]
+    assert status == "SUCCESS"
+    assert (storage / "subtitles" / key / f"{key}.srt").is_file()
+
+
+def test_invalid_run_config_is_rejected_before_the_run(deployment):
+    url, *_ = deployment
+    launched = graphql(url, LAUNCH, {
+        "selector": {"repositoryLocationName": "whisperx_assets", "repositoryName": "__repository__",
+                     "jobName": "process_media"},
+        "runConfig": {"resources": {"whisperx": {"config": {"beam_size": "five"}}}},
+        "tags": [{"key": "dagster/partition", "value": "x-0123456789ab"}]})["launchRun"]
+    assert launched["__typename"] == "RunConfigValidationInvalid"
+
+
+def test_invalid_option_is_rejected_by_the_cli(deployment, dialogue):
+    url, *_ = deployment
+    code, data, err = cli(url, "submit", dialogue.path, "--vad-onset", "1.5")
+    assert code == 2 and "vad_onset must be in (0, 1)" in data["error"]
+
+
+def test_bad_file_fails_with_reason(deployment, tmp_path):
+    url, *_ = deployment
+    bad = tmp_path / "corrupt.mp3"
+    bad.write_bytes(b"\xff\xfb" + os.urandom(2000))
+    code, data, err = cli(url, "submit", bad, "--wait")
+    assert code == 1
+    key = data[0]["partition"]
+    code, status, err = cli(url, "status", key)
+    assert code == 1 and status["status"] == "FAILURE"
+    assert status["failure"].startswith("media:") and "corrupt.mp3" in status["failure"]
+    code, rows, err = cli(url, "list")
+    row = next(r for r in rows if r["partition"] == key)
+    assert row["media"] == "failed" and "corrupt.mp3" in row["failure"]
+    code, data, err = cli(url, "backfill", "--failed")
+    assert code == 0 and key in data["partitions"] and data["backfill_id"]
+
+
+def test_unknown_run_and_partition(deployment):
+    url, *_ = deployment
+    assert cli(url, "status", "nothing-0123456789ab")[0] == 4
+    assert cli(url, "status", "00000000-0000-0000-0000-000000000000")[0] == 4
+    assert cli(url, "result", "nothing-0123456789ab")[0] == 4
+
+
+def test_server_not_running():
+    code, data, err = cli(f"http://127.0.0.1:{free_port()}", "list")
+    assert code == 3 and "cannot reach the Dagster webserver" in data["error"]
+
+
+class MediaHandler(http.server.BaseHTTPRequestHandler):
+    payload = b""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "audio/wav")
+        self.send_header("Content-Length", str(len(self.payload)))
+        self.end_headers()
+        self.wfile.write(self.payload)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def media_server(dialogue):
+    MediaHandler.payload = Path(dialogue.path).read_bytes()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), MediaHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_url_to_loopback_is_blocked(deployment, media_server):
+    url, *_ = deployment
+    code, data, err = cli(url, "submit", f"{media_server}/talk.wav", "--wait")
+    assert code == 1
+    assert "talk.wav" in data[0]["failure"] and "loopback" in data[0]["failure"].lower()
+
+
+def test_oversized_download_is_refused(media_server, tmp_path):
+    """One-shot processing with loopback allowed but a 10 kB limit: the download is refused, nothing kept."""
+    env = {"FETCH_ALLOW_PRIVATE_ADDRESSES": "1", "FETCH_MAX_BYTES": "10000", "STORAGE_DIR": str(tmp_path / "s")}
+    code, data, err = cli("http://unused", "process", f"{media_server}/big.wav", "--out", tmp_path / "out", env=env)
+    assert code == 1
+    assert "big.wav" in data[0]["failure"] and "10000" in data[0]["failure"]
+    assert not list((tmp_path / "s" / "inputs").glob("*")) if (tmp_path / "s" / "inputs").exists() else True
+
+
+def test_process_one_shot(dialogue, tmp_path, speech_config):
+    env = {"WHISPERX_ASSETS_CACHE": str(speech_config.cache_dir)}
+    code, data, err = cli("http://unused", "process", dialogue.path, "--out", tmp_path / "out", "--num-speakers", "2",
+                          env=env)
+    assert code == 0, err
+    [summary] = data
+    assert summary["status"] == "SUCCESS" and summary["speakers"] == 2 and summary["language"] == "en"
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {f"dialogue.{e}" for e in
+                                                              ("srt", "vtt", "txt", "tsv", "json", "aud", "parquet")}

@@ -1,0 +1,78 @@
+"""The code location loads, the instance configs match Dagster's schema, the graph is as documented."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from dagster import AssetKey, Definitions
+from dagster._core.instance.config import dagster_instance_config
+
+from whisperx_assets.definitions import defs
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_definitions_load():
+    Definitions.validate_loadable(defs)
+
+
+def test_asset_graph():
+    graph = defs.resolve_asset_graph()
+    deps = {key.to_user_string(): sorted(p.to_user_string() for p in graph.get(key).parent_keys)
+            for key in graph.get_all_asset_keys()}
+    assert deps == {"media": [], "transcript": ["media"], "alignment": ["media", "transcript"],
+                    "diarization": ["media"], "combined": ["alignment", "diarization", "media"],
+                    "subtitles": ["combined"]}
+    gpu = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).pools == {"gpu"}}
+    assert gpu == {"transcript", "alignment", "diarization"}
+    assert all(graph.get(k).partitions_def.name == "media_files" for k in graph.get_all_asset_keys())
+
+
+def test_job_runs_in_one_process():
+    job = defs.resolve_job_def("process_media")
+    assert job.executor_def.name == "in_process"
+    assert {n.name for n in job.nodes} == {"media", "transcript", "alignment", "diarization", "combined", "subtitles"}
+
+
+def test_sensor_on_by_default():
+    sensor = defs.resolve_sensor_def("media_inbox_sensor")
+    assert sensor.default_status.value == "RUNNING"
+
+
+def _validate(config_file: Path, tmp_path: Path) -> dict:
+    shutil.copy(config_file, tmp_path / "dagster.yaml")
+    config, custom = dagster_instance_config(str(tmp_path))
+    return config
+
+
+def test_embedded_instance_config(tmp_path):
+    config = _validate(REPO / "dagster.yaml", tmp_path)
+    assert "storage" not in config  # SQLite under DAGSTER_HOME
+    assert config["concurrency"]["pools"] == {"default_limit": 1, "granularity": "run"}
+    assert config["run_retries"]["retry_on_asset_or_op_failure"] is False
+    assert config["telemetry"]["enabled"] is False and config["run_monitoring"]["enabled"] is True
+
+
+def test_scale_out_instance_config(tmp_path, monkeypatch):
+    for name in ("DAGSTER_POSTGRES_HOST", "DAGSTER_POSTGRES_USER", "DAGSTER_POSTGRES_PASSWORD", "DAGSTER_POSTGRES_DB",
+                 "WHISPERX_ASSETS_IMAGE"):
+        monkeypatch.setenv(name, "x")
+    config = _validate(REPO / "deploy" / "dagster.scale-out.yaml", tmp_path)
+    # The pluggable parts are checked against their own classes' schemas too.
+    from dagster._config import process_config
+    from dagster_docker import DockerRunLauncher
+    from dagster_postgres import DagsterPostgresStorage
+
+    for config_type, section in ((DagsterPostgresStorage.config_type(), config["storage"]["postgres"]),
+                                 (DockerRunLauncher.config_type(), config["run_launcher"]["config"])):
+        result = process_config(config_type, section)
+        assert result.success, result.errors
+    assert config["run_launcher"]["class"] == "DockerRunLauncher"
+    assert config["run_launcher"]["config"]["container_kwargs"]["device_requests"][0]["capabilities"] == [["gpu"]]
+
+
+def test_cli_validates_workspace():
+    out = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+                         cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -1,0 +1,127 @@
+"""The media store and the Parquet IO manager: layout, round trip, atomicity, path safety."""
+
+import os
+import shutil
+
+import pandas as pd
+import pytest
+from dagster import AssetKey, PartitionKeyRange, StaticPartitionsDefinition, build_input_context, build_output_context
+
+from whisperx_assets.defs.io_managers import ParquetIOManager
+from whisperx_assets.inputs.keys import content_hash, partition_key_for
+from whisperx_assets.speech.errors import MediaError
+from whisperx_assets.speech.frames import SEGMENT_DTYPES, segments_frame
+from whisperx_assets.inputs.store import MediaStore, atomic_write_bytes
+
+KEY = "meeting-0123456789ab"
+
+
+def frame():
+    return segments_frame([{"start": 0.5, "end": 1.25, "text": "hello", "speaker": "A"}], "en")
+
+
+def test_parquet_round_trip_keeps_dtypes(tmp_path):
+    manager = ParquetIOManager(base_dir=str(tmp_path))
+    out = build_output_context(asset_key=AssetKey("transcript"), partition_key=KEY)
+    manager.handle_output(out, {KEY: frame()})
+    path = tmp_path / "transcript" / f"{KEY}.parquet"
+    assert path.is_file()
+    loaded = manager.load_input(build_input_context(asset_key=AssetKey("transcript"), partition_key=KEY))
+    assert list(loaded) == [KEY]
+    assert {c: str(t) for c, t in loaded[KEY].dtypes.items()} == SEGMENT_DTYPES
+    pd.testing.assert_frame_equal(loaded[KEY], frame())
+
+
+def test_several_partitions_in_one_output_get_one_file_each(tmp_path):
+    manager = ParquetIOManager(base_dir=str(tmp_path))
+    keys = ["a-0123456789ab", "b-0123456789ab", "c-0123456789ab"]
+    batch = {"asset_key": AssetKey("transcript"), "asset_partitions_def": StaticPartitionsDefinition(keys),
+             "asset_partition_key_range": PartitionKeyRange(keys[0], keys[2])}
+    manager.handle_output(build_output_context(**batch), {k: frame() for k in keys})
+    assert sorted(p.name for p in (tmp_path / "transcript").iterdir()) == [f"{k}.parquet" for k in keys]
+    assert sorted(manager.load_input(build_input_context(**batch))) == keys
+
+
+def test_an_output_must_cover_exactly_its_partitions(tmp_path):
+    """Dagster records a materialization for every partition of the step: a missing file would be a lie."""
+    manager = ParquetIOManager(base_dir=str(tmp_path))
+    out = build_output_context(asset_key=AssetKey("transcript"), partition_key=KEY)
+    with pytest.raises(TypeError, match="one DataFrame per partition"):
+        manager.handle_output(out, frame())
+    with pytest.raises(TypeError, match="one DataFrame per partition"):
+        manager.handle_output(out, {KEY: frame(), "other-0123456789ab": frame()})
+    assert not (tmp_path / "transcript").exists()
+
+
+def test_failed_write_leaves_previous_file_intact(tmp_path):
+    target = tmp_path / "t.parquet"
+    frame().to_parquet(target)
+    before = target.read_bytes()
+
+    def broken(path):
+        path.write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        atomic_write_bytes(target, broken)
+    assert target.read_bytes() == before
+    assert os.listdir(tmp_path) == ["t.parquet"]  # no temporary left behind
+
+
+def test_paths_never_escape(tmp_path):
+    manager = ParquetIOManager(base_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="invalid partition key"):
+        manager.store.output_path("transcript", "../../etc-0123456789ab")
+    store = MediaStore(tmp_path)
+    with pytest.raises(ValueError):
+        store.source_record("../x")
+    with pytest.raises(MediaError, match="unsupported extension"):
+        store.media_path(KEY, "x.exe")
+
+
+def test_ingest_verifies_content(tmp_path):
+    source = tmp_path / "in.wav"
+    source.write_bytes(b"RIFF-data")
+    key = partition_key_for(source)
+    store = MediaStore(tmp_path / "store")
+    stored = store.ingest(key, source, "in.wav", content_hash(source))
+    assert stored.read_bytes() == b"RIFF-data" and stored.parent.name == "inputs"
+    other = tmp_path / "other.wav"
+    other.write_bytes(b"RIFF-changed")
+    with pytest.raises(MediaError, match="changed after it was registered"):
+        store.ingest("in-ffffffffffff", other, "in.wav", content_hash(source))
+    assert not (tmp_path / "store" / "inputs" / "in-ffffffffffff.wav").exists()
+
+
+def test_ingest_of_a_file_deleted_after_registration(tmp_path, monkeypatch):
+    source = tmp_path / "in.wav"
+    source.write_bytes(b"RIFF-data")
+    key, sha256 = partition_key_for(source), content_hash(source)
+    store = MediaStore(tmp_path / "store")
+    source.unlink()
+    with pytest.raises(MediaError, match=r"file not found \(moved or deleted before it was ingested\)") as error:
+        store.ingest(key, source, "in.wav", sha256)
+    assert error.value.path == str(source)
+    source.write_bytes(b"RIFF-data")
+    real = shutil.copyfile
+
+    def delete_then_copy(src, dst):  # deleted between the check and the copy
+        source.unlink()
+        return real(src, dst)
+
+    monkeypatch.setattr(shutil, "copyfile", delete_then_copy)
+    with pytest.raises(MediaError, match="file not found"):
+        store.ingest(key, source, "in.wav", sha256)
+    assert not list((tmp_path / "store" / "inputs").iterdir())  # no partial copy or temporary left
+
+
+def test_ingest_of_a_file_replaced_after_registration(tmp_path):
+    source = tmp_path / "in.wav"
+    source.write_bytes(b"RIFF-data")
+    key, sha256 = partition_key_for(source), content_hash(source)
+    source.write_bytes(b"RIFF-other-data")
+    store = MediaStore(tmp_path / "store")
+    with pytest.raises(MediaError, match="file changed after it was registered; ") as error:
+        store.ingest(key, source, "in.wav", sha256)
+    assert error.value.path == str(source)
+    assert not list((tmp_path / "store" / "inputs").iterdir())  # no stale copy for a later run to trust
