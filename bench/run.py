@@ -4,8 +4,9 @@
                                      # BENCH_OUT=folder for the reports (default bench/results)
 
 (a) limit:     one process, warm models, engine.process for every file (transcribe, align, diarize, combine).
-(b) inprocess: every partition registered, then one `materialize` over the range of their partitions (what a
-               batch run does, without the daemon).
+(b) inprocess: every partition registered, then one run of the `process_media` job over the range of their
+               partitions (what a batch run does, without the daemon).
+               Both run in a child process each (bench/modes.py), so their peak memory and model loads are their own.
     daemon:    real dagster-webserver + dagster-daemon; all files dropped into the inbox at once, timed until
                the last `combined` is materialized; then one more file alone for the single-file latency.
 Wall times include loading the models (once per process or run) but not starting Python.
@@ -17,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -26,12 +26,12 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from corpus import make_corpus  # noqa: E402
-
+from bench.corpus import make_corpus  # noqa: E402
+from bench.modes import outputs  # noqa: E402
 from whisperx_assets.evaluation.quality import diarization_error_rate, word_error_rate  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 RESULTS = Path(os.environ.get("BENCH_OUT") or ROOT / "bench" / "results")
 
@@ -43,75 +43,16 @@ def quality(recordings, words_by_path, turns_by_path) -> dict:
             "der_max": max(ders)}
 
 
-def run_limit(recordings) -> dict:
-    """In a child process, so its peak memory and model loads are its own."""
-    code = f"""
-import json, sys, time, resource
-sys.path[:0] = {[str(ROOT)]!r}
-from whisperx_assets.speech import SpeechConfig, SpeechEngine
-started = time.perf_counter()
-engine = SpeechEngine(SpeechConfig.from_env())
-out = {{"files": []}}
-for path in {[str(r.path) for r in recordings]!r}:
-    t = time.perf_counter()
-    result = engine.process(path)
-    out["files"].append({{"path": path, "wall": time.perf_counter() - t,
-        "words": result.combined.words["word"].tolist(), "turns": result.diarization.turns.to_dict("records"),
-        "stages": {{r.stage: r.wall_seconds for r in result.facts.itertuples()}}}})
-out["wall"] = time.perf_counter() - started
-out["model_load_seconds"] = engine.load_seconds
-out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print("BENCH" + json.dumps(out))
-"""
+def run_mode(mode: str, recordings, workdir: Path, env: dict[str, str] | None = None) -> dict:
+    """`mode` of bench/modes.py over the recordings, in a child process so its peak memory and model loads are
+    its own."""
+    result = workdir / f"{mode}.json"
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
-    data = json.loads(next(line[5:] for line in proc.stdout.splitlines() if line.startswith("BENCH")))
-    data["wall_with_startup"] = time.perf_counter() - started
-    return data
-
-
-def run_inprocess(recordings, workdir: Path) -> dict:
-    """What the daemon's batch run does, without the daemon: register every file, one `materialize` over
-    the range of their partitions."""
-    code = f"""
-import json, sys, time, resource
-sys.path[:0] = {[str(ROOT)]!r}
-import pandas as pd
-from dagster import DagsterInstance, materialize
-from whisperx_assets.defs.assets import alignment, combined, diarization, media, subtitles, transcript
-from whisperx_assets.api.client import key_for_source
-from whisperx_assets.defs.io_managers import ParquetIOManager
-from whisperx_assets.defs.jobs import RANGE_END, RANGE_START
-from whisperx_assets.defs.resources import MediaStoreResource, WhisperXResource
-from whisperx_assets.inputs.store import MediaStore
-storage = {str(workdir / "inprocess")!r}
-resources = {{"whisperx": WhisperXResource(), "storage": MediaStoreResource(root=storage),
-             "io_manager": ParquetIOManager(base_dir=storage)}}
-out = {{"files": []}}
-started = time.perf_counter()
-with DagsterInstance.ephemeral() as instance:
-    keys = {{}}
-    for path in {[str(r.path) for r in recordings]!r}:
-        key, source, sha = key_for_source(path)
-        MediaStore(__import__("pathlib").Path(storage)).register_source(key, source, source.rsplit("/", 1)[-1], sha)
-        keys[key] = path
-    order = list(keys)
-    instance.add_dynamic_partitions("media_files", order)
-    result = materialize([media, transcript, alignment, diarization, combined, subtitles], instance=instance,
-                         resources=resources, tags={{RANGE_START: order[0], RANGE_END: order[-1]}})
-    out["wall"] = time.perf_counter() - started
-    for key, path in keys.items():
-        words = pd.read_parquet(f"{{storage}}/combined/{{key}}.parquet")
-        turns = pd.read_parquet(f"{{storage}}/diarization/{{key}}.parquet")
-        out["files"].append({{"path": path, "words": words["word"].dropna().tolist(), "turns": turns.to_dict("records")}})
-out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print("BENCH" + json.dumps(out))
-"""
-    started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run([sys.executable, "-m", "bench.modes", mode, str(result), *(str(r.path) for r in recordings)],
+                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})})
     if proc.returncode:
-        raise RuntimeError(proc.stderr[-3000:])
-    data = json.loads(next(line[5:] for line in proc.stdout.splitlines() if line.startswith("BENCH")))
+        raise RuntimeError(f"{mode} failed:\n{proc.stderr[-3000:]}")
+    data = json.loads(result.read_text())
     data["wall_with_startup"] = time.perf_counter() - started
     return data
 
@@ -181,8 +122,8 @@ class MemorySampler:
 
 def _drop_and_wait(url, inbox, paths: list[Path], names: list[str]) -> tuple[float, dict[str, float], dict[str, str]]:
     """Rename files into the inbox at once; wait until each has `combined`. (landing time, {key: done}, {key: name})."""
-    from whisperx_assets.api.client import key_for_source
     from whisperx_assets.evaluation.servers import graphql
+    from whisperx_assets.inputs.sources import identify
 
     staging = inbox / ".staging"
     staging.mkdir(exist_ok=True)
@@ -192,7 +133,7 @@ def _drop_and_wait(url, inbox, paths: list[Path], names: list[str]) -> tuple[flo
     keys = {}
     for name in names:  # rename into place: the whole set lands at once
         (staging / name).rename(inbox / name)
-        keys[key_for_source(str(inbox / name))[0]] = name
+        keys[identify(inbox / name).key] = name
     done: dict[str, float] = {}
     deadline = time.monotonic() + 3600
     while len(done) < len(keys) and time.monotonic() < deadline:
@@ -227,8 +168,6 @@ def _model_work(url, keys) -> float:
 def run_daemon(recordings, workdir: Path) -> dict:
     """All files dropped into the inbox at once, timed until the last `combined`; then one more file alone
     for the single-file latency (landing -> `combined`, and that minus the model work)."""
-    import pandas as pd
-
     from whisperx_assets.evaluation.servers import deployment, graphql
 
     with deployment(workdir / "daemon") as (url, inbox, storage, root), MemorySampler() as memory:
@@ -236,10 +175,7 @@ def run_daemon(recordings, workdir: Path) -> dict:
         by_name = {r.path.name: r for r in recordings}
         runs = sorted(graphql(url, DAEMON_RUNS)["runsOrError"]["results"], key=lambda r: r["creationTime"])
         batch = {**_timeline(landed, runs[0], _model_work(url, keys)), "runs": len(runs)}
-        files = [{"path": str(by_name[name].path),
-                  "words": pd.read_parquet(storage / "combined" / f"{key}.parquet")["word"].dropna().tolist(),
-                  "turns": pd.read_parquet(storage / "diarization" / f"{key}.parquet").to_dict("records")}
-                 for key, name in keys.items()]
+        files = [outputs(storage, key, str(by_name[name].path)) for key, name in keys.items()]
         single_landed, single_done, single_keys = _drop_and_wait(url, inbox, [recordings[0].path], ["single-file.wav"])
         runs = sorted(graphql(url, DAEMON_RUNS)["runsOrError"]["results"], key=lambda r: r["creationTime"])
         single = {**_timeline(single_landed, runs[-1], _model_work(url, single_keys)),
@@ -325,7 +261,9 @@ def main() -> None:
         recordings = make_corpus(workdir / "corpus", count)
         durations = [float(__import__("soundfile").info(r.path).duration) for r in recordings]
         audio_seconds, first_audio = sum(durations), durations[0]
-        runners = {"limit": lambda: run_limit(recordings), "inprocess": lambda: run_inprocess(recordings, workdir),
+        runners = {"limit": lambda: run_mode("limit", recordings, workdir),
+                   "inprocess": lambda: run_mode("inprocess", recordings, workdir,
+                                                 {"STORAGE_DIR": str(workdir / "inprocess")}),
                    "daemon": lambda: run_daemon(recordings, workdir)}
         rows = []
         for mode in modes:

@@ -11,18 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from whisperx_assets.speech import SpeechConfig, SpeechEngine  # noqa: E402
 from whisperx_assets.evaluation.quality import (Recording, diarization_error_rate, pyannote_sample,  # noqa: E402
-                                            pyannote_sample_rttm_turns, turn_boundary_errors,
-                                            word_error_rate)
+                                                pyannote_sample_rttm_turns, turn_boundary_errors,
+                                                word_error_rate)
+from whisperx_assets.speech import SpeechConfig, SpeechEngine  # noqa: E402
 from whisperx_assets.evaluation.synthetic import synthesize_dialogue  # noqa: E402
 
 
@@ -34,7 +32,7 @@ def main() -> None:
         dialogue_path = Path(tmp) / "dialogue.wav"
         recordings = {"dialogue": (Recording(dialogue_path, synthesize_dialogue(dialogue_path)), None),
                       "pyannote-sample": (pyannote_sample(), pyannote_sample_rttm_turns())}
-        engine = SpeechEngine(SpeechConfig.from_env())
+        engine = SpeechEngine(SpeechConfig())
         rows = {}
         for name, (recording, rttm) in recordings.items():
             started = time.perf_counter()

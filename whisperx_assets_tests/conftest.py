@@ -32,7 +32,7 @@ def sample() -> Recording:
 def speech_config(tmp_path_factory):
     from whisperx_assets.speech import SpeechConfig
 
-    return SpeechConfig.from_env(cache_dir=tmp_path_factory.mktemp("speech-cache"))
+    return SpeechConfig(cache_dir=tmp_path_factory.mktemp("speech-cache"))
 
 
 @pytest.fixture(scope="session")

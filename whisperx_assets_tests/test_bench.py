@@ -13,7 +13,9 @@ from whisperx_assets.evaluation.servers import REPO
 @pytest.mark.slow
 def test_bench_writes_its_reports(tmp_path):
     env = {**os.environ, "BENCH_FILES": "1", "BENCH_MODES": "limit,inprocess", "BENCH_OUT": str(tmp_path)}
-    subprocess.run([sys.executable, "bench/run.py"], cwd=REPO, env=env, check=True, capture_output=True, timeout=600)
+    proc = subprocess.run([sys.executable, "bench/run.py"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     [report] = tmp_path.glob("*.json")
     rows = {r["mode"]: r for r in json.loads(report.read_text())["rows"]}
     assert set(rows) == {"limit", "inprocess"}

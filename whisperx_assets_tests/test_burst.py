@@ -20,8 +20,9 @@ import pytest
 import soundfile as sf
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from whisperx_assets.api.client import ASSETS, LOCATION, REPOSITORY
-from whisperx_assets.inputs.keys import partition_key_for
+from whisperx_assets.api.client import LOCATION, REPOSITORY
+from whisperx_assets.defs.assets import ASSET_NAMES
+from whisperx_assets.inputs.sources import identify
 from whisperx_assets.speech.media import SAMPLE_RATE
 from whisperx_assets.evaluation.servers import Deployment, graphql
 from whisperx_assets_tests.test_faults import assert_done_once, wait_for
@@ -116,7 +117,7 @@ def run_burst(root: Path, count: int, timeout: float) -> dict:
     """Drop `count` files at once into a fresh stand-in deployment, wait until all are done, assert the
     outcome; the figures."""
     staging = root / "staging"
-    keys = [partition_key_for(path) for path in write_burst(staging, count)]
+    keys = [identify(path).key for path in write_burst(staging, count)]
     workspace = "workspace.yaml" if REAL else "whisperx_assets_tests/standin_workspace.yaml"
     deployment = Deployment(root / "deployment", env=ENV, workspace=workspace)
     set_gpu_pool_limit(deployment.home, GPU_POOL_LIMIT)
@@ -133,7 +134,7 @@ def run_burst(root: Path, count: int, timeout: float) -> dict:
                         and not unfinished_runs(instance))
 
             wait_for(all_done, timeout, f"{count} files through every asset", deployment, poll=2)
-            counts = {asset: materialization_counts(instance, asset) for asset in ASSETS}
+            counts = {asset: materialization_counts(instance, asset) for asset in ASSET_NAMES}
             runs = instance.get_run_records(RunsFilter(job_name="process_media"), ascending=True)
             ticks = [t for t in inbox_ticks(deployment) if (t["endTimestamp"] or t["timestamp"]) >= dropped]
             burst = set(keys)

@@ -1,15 +1,13 @@
 """The real thing: dagster-webserver and dagster-daemon on a temporary DAGSTER_HOME; a file dropped into
 the inbox becomes a partition whose `combined` asset gets materialized, seen through the GraphQL API."""
 
-import json
 import shutil
 import subprocess
 import time
-import urllib.request
 
 import pytest
 
-from whisperx_assets.inputs.keys import partition_key_for
+from whisperx_assets.inputs.sources import identify
 from whisperx_assets.evaluation.servers import REPO, graphql
 
 
@@ -42,7 +40,7 @@ def test_dropped_file_is_processed_to_combined(deployment, dialogue):
     shutil.copy(dialogue.path, partial)
     landed = time.time()
     partial.rename(inbox / "standup.wav")
-    expected = partition_key_for(inbox / "standup.wav")
+    expected = identify(inbox / "standup.wav").key
     deadline = time.monotonic() + 400
     materialized = []
     while time.monotonic() < deadline and not materialized:
@@ -107,7 +105,7 @@ def test_files_arriving_together_share_a_run_and_a_bad_one_is_split_off(deployme
     (staging / "batch z.mp3").write_bytes(b"\xff\xfb" + b"garbage" * 500)
     for path in sorted(staging.iterdir()):
         path.rename(inbox / path.name)
-    keys = [partition_key_for(inbox / name) for name in ("batch a.wav", "batch b.wav", "batch z.mp3")]
+    keys = [identify(inbox / name).key for name in ("batch a.wav", "batch b.wav", "batch z.mp3")]
     client = WhisperXClient(url)
     deadline = time.monotonic() + 500
     materialized, bad_run = [], None

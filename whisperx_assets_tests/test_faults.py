@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from whisperx_assets.api.client import ASSETS
+from whisperx_assets.defs.assets import ASSET_NAMES
 from whisperx_assets.defs.jobs import run_keys
 from whisperx_assets.defs.launcher import worker_process
-from whisperx_assets.inputs.keys import partition_key_for
+from whisperx_assets.inputs.sources import identify
 from whisperx_assets.defs.partitions import media_files
 from whisperx_assets.evaluation.servers import Deployment, descendants, graphql
 
@@ -42,7 +42,7 @@ def drop(deployment: Deployment, source: Path, name: str) -> str:
     staging = deployment.inbox / f".{name}"
     shutil.copy(source, staging)
     staging.rename(deployment.inbox / name)
-    return partition_key_for(deployment.inbox / name)
+    return identify(deployment.inbox / name).key
 
 
 def wait_for(predicate, timeout: float, what: str, deployment: Deployment, poll: float = 0.3):
@@ -83,7 +83,7 @@ def combined_done(instance: DagsterInstance, keys: list[str]) -> bool:
 
 def assert_done_once(instance: DagsterInstance, keys: list[str]) -> None:
     """Every asset of every file materialized exactly once: nothing lost, nothing done twice."""
-    counts = {key: {asset: len(materializations(instance, asset, key)) for asset in ASSETS} for key in keys}
+    counts = {key: {asset: len(materializations(instance, asset, key)) for asset in ASSET_NAMES} for key in keys}
     assert all(n == 1 for per_key in counts.values() for n in per_key.values()), counts
 
 
@@ -126,7 +126,7 @@ def test_whole_deployment_killed_mid_batch_then_restarted(faults, dialogue, samp
     shutil.copy(sample.path, staging / "power-b.wav")
     for path in sorted(staging.iterdir()):
         path.rename(deployment.inbox / path.name)
-    keys = [partition_key_for(deployment.inbox / n) for n in ("power-a.wav", "power-b.wav")]
+    keys = [identify(deployment.inbox / n).key for n in ("power-a.wav", "power-b.wav")]
     first = deployment.storage / "transcript" / f"{keys[0]}.parquet"
     run = wait_for(lambda: first.exists() and step_running(instance, keys[1], "transcript"), 240,
                    "first file transcribed, second in progress", deployment, poll=0.1)
@@ -214,7 +214,7 @@ def test_file_vanishing_before_ingestion(faults, dialogue):
     (staging / "vanishes.wav").write_bytes(dialogue.path.read_bytes()[:-4000])  # other bytes, another key
     for path in sorted(staging.iterdir()):
         path.rename(deployment.inbox / path.name)
-    keys = [partition_key_for(deployment.inbox / n) for n in ("stays.wav", "vanishes.wav")]
+    keys = [identify(deployment.inbox / n).key for n in ("stays.wav", "vanishes.wav")]
     wait_for(lambda: instance.has_dynamic_partition(media_files.name, keys[1]), 60, "partition added", deployment,
              poll=0.05)
     (deployment.inbox / "vanishes.wav").unlink()

@@ -10,25 +10,20 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from whisperx_assets.speech.config import SpeechConfig, per_run_fields
+from whisperx_assets.speech.export import EXPORT_FORMATS
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
 DEFAULT_URL = "http://127.0.0.1:3000"
-FORMATS = ("srt", "vtt", "txt", "tsv", "json", "aud", "parquet")
-
-# CLI flag -> WhisperXResource / SpeechConfig field
-SPEECH_OPTIONS = {
-    "model": ("whisper_model", str), "language": ("language", str), "task": ("task", str),
-    "device": ("device", str), "compute_type": ("compute_type", str), "batch_size": ("batch_size", int),
-    "beam_size": ("beam_size", int), "align_model": ("align_model", str), "align_backend": ("align_backend", str),
-    "num_speakers": ("num_speakers", int), "min_speakers": ("min_speakers", int), "max_speakers": ("max_speakers", int),
-    "vad_onset": ("vad_onset", float), "vad_offset": ("vad_offset", float), "initial_prompt": ("initial_prompt", str),
-    "hotwords": ("hotwords", str), "diarization_model": ("diarization_model", str),
-}
+RUN_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+RESULT_FORMATS = (*EXPORT_FORMATS, "parquet")
 
 
 class CliError(Exception):
@@ -39,15 +34,13 @@ class CliError(Exception):
 
 def speech_overrides(args) -> dict:
     """Per-run options, checked locally before anything is launched (the message names the allowed range)."""
-    from whisperx_assets.speech.config import SpeechConfig
-
-    overrides = {field: getattr(args, flag) for flag, (field, _) in SPEECH_OPTIONS.items()
-                 if getattr(args, flag, None) is not None}
+    overrides = {field: getattr(args, field) for field in per_run_fields() if getattr(args, field, None) is not None}
     try:
-        SpeechConfig.from_env(**overrides)
+        config = SpeechConfig(**overrides)
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
-    return overrides
+    # as parsed (a run config takes JSON values: lists, not tuples)
+    return {field: list(v) if isinstance(v := getattr(config, field), tuple) else v for field in overrides}
 
 
 def client(args):
@@ -162,12 +155,14 @@ def wait_for(c, run_id: str, poll: float = 2.0, reconnect_timeout: float = 300.0
 def cmd_status(args) -> int:
     c = client(args)
     target = args.target
-    if len(target) == 36 and target.count("-") == 4:  # a run id
-        run = call(c.run, target)
-    else:
+    run = None
+    if RUN_ID.fullmatch(target):  # a partition key can look like one too: then it is no run's id
+        with contextlib.suppress(CliError):
+            run = call(c.run, target)
+    if run is None:
         run = call(c.latest_run_for_partition, target)
-        if run is None:
-            raise CliError(f"no run for partition {target}", EXIT_NOT_FOUND)
+    if run is None:
+        raise CliError(f"no run {target}, and no run for a partition {target}", EXIT_NOT_FOUND)
     lines = [f"run {run['run_id']}  partition {run['partition']}  {run['status']}"]
     lines += [f"  {step}: {status.lower()}" for step, status in run["steps"].items()]
     if run["failure"]:
@@ -177,18 +172,18 @@ def cmd_status(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from whisperx_assets.api.client import ASSETS
+    from whisperx_assets.defs.assets import ASSET_NAMES
 
     c = client(args)
     states = call(c.partitions)
     rows = []
     for key in sorted(states):
-        row = {"partition": key, **{a: states[key].get(a, "missing") for a in ASSETS if a in states[key]}}
+        row = {"partition": key, **{a: states[key].get(a, "missing") for a in ASSET_NAMES if a in states[key]}}
         if "failed" in states[key].values():
             run = call(c.latest_run_for_partition, key)
             row["failure"] = run and run["failure"]
         rows.append(row)
-    lines = [f"{r['partition']}\t" + " ".join(f"{a}={r[a]}" for a in ASSETS if a in r)
+    lines = [f"{r['partition']}\t" + " ".join(f"{a}={r[a]}" for a in ASSET_NAMES if a in r)
              + (f"\tfailure: {r['failure']}" if r.get("failure") else "") for r in rows]
     emit(args, rows, lines or ["(no partitions)"])
     return EXIT_OK
@@ -228,69 +223,67 @@ def cmd_backfill(args) -> int:
 
 
 def cmd_process(args) -> int:
-    """One-shot, no server: materialize every asset of each file in this process."""
-    from dagster import DagsterInstance, materialize
-
-    from whisperx_assets.defs.assets import alignment, combined, diarization, media, subtitles, transcript
-    from whisperx_assets.api.client import key_for_source
-    from whisperx_assets.defs.io_managers import ParquetIOManager
-    from whisperx_assets.defs.launcher import IN_PROCESS_PID_TAG
-    from whisperx_assets.defs.partitions import media_files
-    from whisperx_assets.defs.resources import MediaStoreResource, WhisperXResource
-
+    """One-shot, no server: run the pipeline's job for each file in this process."""
     overrides = speech_overrides(args)
     args.out.mkdir(parents=True, exist_ok=True)
     scratch = tempfile.TemporaryDirectory(prefix="whisperx-assets-")
-    storage = Path(os.environ.get("STORAGE_DIR") or scratch.name)
-    whisperx = WhisperXResource(**overrides)
-    resources = {"whisperx": whisperx, "storage": MediaStoreResource(root=str(storage)),
-                 "io_manager": ParquetIOManager(base_dir=str(storage))}
+    os.environ.setdefault("STORAGE_DIR", scratch.name)  # before the definitions read it
+    from dagster import DagsterInstance
+
+    from whisperx_assets.api.client import JOB
+    from whisperx_assets.definitions import defs
+    from whisperx_assets.defs.settings import PipelineSettings
+    from whisperx_assets.inputs.sources import identify
+    from whisperx_assets.inputs.store import MediaStore
+
+    job, store = defs.resolve_job_def(JOB), MediaStore(PipelineSettings().storage_dir.resolve())
     instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
-    summaries, failed = [], 0
+    summaries = []
     with instance, stdout_to_stderr() as real_stdout:
-        for source in args.sources:
+        for given in args.sources:
             started = time.perf_counter()
             try:
-                key, absolute, sha256 = key_for_source(source)
+                source = identify(given)
             except (FileNotFoundError, ValueError) as exc:
-                summaries.append({"source": source, "status": "FAILURE", "failure": str(exc)})
-                failed += 1
-                if not args.json:
-                    real_stdout.write(format_summary(summaries[-1]) + "\n")
-                continue
-            instance.add_dynamic_partitions(media_files.name, [key]) if not instance.has_dynamic_partition(
-                media_files.name, key) else None
-            name = Path(absolute).name
-            result = materialize([media, transcript, alignment, diarization, combined, subtitles], partition_key=key,
-                                 instance=instance, resources=resources, raise_on_error=False,
-                                 tags={IN_PROCESS_PID_TAG: str(os.getpid())},
-                                 run_config={"ops": {"media": {"config": {"source": absolute, "name": name,
-                                                                          "sha256": sha256}}}})
-            summary = {"source": source, "partition": key, "status": "SUCCESS" if result.success else "FAILURE",
-                       "wall_seconds": round(time.perf_counter() - started, 2)}
-            if result.success:
-                facts = {m.asset_key.to_user_string(): m.materialization.metadata
-                         for m in result.get_asset_materialization_events()}
-                summary.update(duration=facts["media"]["audio_seconds"].value,
-                               language=facts["transcript"]["language"].value,
-                               speakers=facts["diarization"]["speakers"].value,
-                               words=facts["combined"]["dagster/row_count"].value)
-                folder = storage / "subtitles" / key
-                for path in folder.iterdir():
-                    shutil.copyfile(path, args.out / f"{Path(name).stem}{path.suffix}")
-                shutil.copyfile(storage / "combined" / f"{key}.parquet", args.out / f"{Path(name).stem}.parquet")
+                summaries.append({"source": given, "status": "FAILURE", "failure": str(exc)})
             else:
-                failed += 1
-                failure = next((e for e in result.all_events if e.event_type_value == "STEP_FAILURE"), None)
-                summary["failure"] = failure.event_specific_data.error.message.strip() if failure else "run failed"
-            summaries.append(summary)
+                summaries.append({"source": given, **process_one(job, instance, store, source, overrides, args.out)})
+                summaries[-1]["wall_seconds"] = round(time.perf_counter() - started, 2)
             if not args.json:
-                real_stdout.write(format_summary(summary) + "\n")
+                real_stdout.write(format_summary(summaries[-1]) + "\n")
                 real_stdout.flush()
     scratch.cleanup()
     if args.json:
         print(json.dumps(summaries, indent=2, default=str))
-    return EXIT_FAILED if failed else EXIT_OK
+    return EXIT_FAILED if any(s["status"] != "SUCCESS" for s in summaries) else EXIT_OK
+
+
+def process_one(job, instance, store, source, overrides: dict, out: Path) -> dict:
+    """Materialize every asset of `source`'s partition; copy its exports and combined table into `out`."""
+    from whisperx_assets.api.client import media_config
+    from whisperx_assets.defs.launcher import IN_PROCESS_PID_TAG
+    from whisperx_assets.defs.partitions import media_files
+
+    key = source.key
+    if not instance.has_dynamic_partition(media_files.name, key):
+        instance.add_dynamic_partitions(media_files.name, [key])
+    result = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False,
+                                    tags={IN_PROCESS_PID_TAG: str(os.getpid())},
+                                    run_config={"ops": {"media": {"config": media_config(source)}},
+                                                "resources": {"whisperx": {"config": overrides}}})
+    summary = {"partition": key, "status": "SUCCESS" if result.success else "FAILURE"}
+    if not result.success:
+        failure = next((e for e in result.all_events if e.event_type_value == "STEP_FAILURE"), None)
+        summary["failure"] = failure.event_specific_data.error.message.strip() if failure else "run failed"
+        return summary
+    facts = {m.asset_key.to_user_string(): m.materialization.metadata for m in result.get_asset_materialization_events()}
+    summary.update(duration=facts["media"]["audio_seconds"].value, language=facts["transcript"]["language"].value,
+                   speakers=facts["diarization"]["speakers"].value, words=facts["combined"]["dagster/row_count"].value)
+    stem = Path(source.name).stem
+    for path in store.subtitles_dir(key).iterdir():
+        shutil.copyfile(path, out / f"{stem}{path.suffix}")
+    shutil.copyfile(store.output_path("combined", key), out / f"{stem}.parquet")
+    return summary
 
 
 @contextlib.contextmanager
@@ -320,9 +313,14 @@ def format_summary(s: dict) -> str:
 
 
 def add_speech_options(parser: argparse.ArgumentParser) -> None:
+    """A flag for each per-run `SpeechConfig` field, with its description; values are checked by SpeechConfig."""
     group = parser.add_argument_group("per-run speech options (default: environment, then engine defaults)")
-    for flag, (_, kind) in SPEECH_OPTIONS.items():
-        group.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=kind)
+    for field, info in per_run_fields().items():
+        flag = "--" + info.json_schema_extra.get("flag", field).replace("_", "-")
+        if info.annotation is bool:
+            group.add_argument(flag, dest=field, action=argparse.BooleanOptionalAction, help=info.description)
+        else:
+            group.add_argument(flag, dest=field, metavar=field.upper(), help=info.description)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -352,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("result", help="a partition's transcript as a file")
     p.add_argument("partition")
-    p.add_argument("--format", choices=FORMATS, default="srt")
+    p.add_argument("--format", choices=RESULT_FORMATS, default="srt")
     p.add_argument("-o", "--output", type=Path)
     p.set_defaults(func=cmd_result)
 

@@ -17,14 +17,13 @@ from urllib.parse import urlsplit
 
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
+from whisperx_assets.defs.assets import ASSET_NAMES
 from whisperx_assets.defs.jobs import RANGE_END, RANGE_START, run_keys
-from whisperx_assets.inputs.keys import content_hash, is_url, partition_key, url_partition_key
-from whisperx_assets.speech.media import SUPPORTED_EXTENSIONS
+from whisperx_assets.inputs.sources import Source, identify
 
 LOCATION = "whisperx_assets"
 REPOSITORY = "__repository__"
 JOB = "process_media"
-ASSETS = ("media", "transcript", "alignment", "diarization", "combined", "subtitles")
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 # A run that has left, or will leave, its partition's results: a submission of the same file and options
 # needs no other run while one of these stands.
@@ -142,6 +141,11 @@ mutation ($names: [String!]!, $assets: [AssetKeyInput!]!) {
 }"""
 
 
+def media_config(source: Source) -> dict:
+    """The `media` asset's run config that names a one-file run's input."""
+    return {"source": source.source, "name": source.name, "sha256": source.sha256 or ""}
+
+
 class NotFound(LookupError):
     pass
 
@@ -152,23 +156,6 @@ class Submission:
     partition_key: str
     run_id: str
     existing: bool = False  # an earlier submission's run, not launched by this one
-
-
-def key_for_source(source: str) -> tuple[str, str, str]:
-    """(partition key, absolute source, sha256 or '') as the inbox sensor would compute them."""
-    if is_url(source):
-        scheme = urlsplit(source).scheme.lower()
-        if scheme not in ("http", "https"):
-            raise ValueError(f"{source}: only http and https URLs are supported")
-        return url_partition_key(source), source, ""
-    path = Path(source).expanduser().resolve()
-    if not path.is_file():
-        raise FileNotFoundError(f"{source}: no such file")
-    if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
-        raise ValueError(f"{source}: unsupported extension {path.suffix or '(none)'!r}; supported: "
-                         f"{' '.join(sorted(SUPPORTED_EXTENSIONS))}")
-    sha256 = content_hash(path)
-    return partition_key(path.name, sha256), str(path), sha256
 
 
 def options_hash(resource_config: dict | None) -> str:
@@ -249,13 +236,13 @@ class WhisperXClient(DagsterGraphQLClient):
         A partition that existed with no run yet may be between its add and its launch (the inbox sensor's,
         another submitter's): wait up to `grace` seconds for its run. Submitters that would launch the same
         run at once all claim it; the first claim launches and the others wait up to `grace` for its run."""
-        key, absolute, sha256 = key_for_source(source)
+        identified = identify(source)
+        key = identified.key
         options, token = options_hash(resource_config), uuid.uuid4().hex
         existed = not self.add_partition(key)
         if not force and (run_id := self._standing_run(key, options, token, existed, grace)):
             return Submission(source, key, run_id, existing=True)
-        name = Path(urlsplit(absolute).path).name if is_url(absolute) else Path(absolute).name
-        run_config = {"ops": {"media": {"config": {"source": absolute, "name": name, "sha256": sha256}}}}
+        run_config = {"ops": {"media": {"config": media_config(identified)}}}
         if resource_config:
             run_config["resources"] = {"whisperx": {"config": resource_config}}
         run_id = self.submit_job_execution(JOB, repository_location_name=LOCATION, repository_name=REPOSITORY,
@@ -350,7 +337,7 @@ class WhisperXClient(DagsterGraphQLClient):
                 latest.setdefault(key, run)
         for key, run in latest.items():
             for step in run["stepStats"]:
-                if step["status"] == "FAILURE" and step["stepKey"] in ASSETS:
+                if step["status"] == "FAILURE" and step["stepKey"] in ASSET_NAMES:
                     states.setdefault(key, {})[step["stepKey"]] = "failed"
         return states
 
@@ -366,7 +353,7 @@ class WhisperXClient(DagsterGraphQLClient):
         raise NotFound(f"{asset} for {key} recorded no {label}")
 
     def backfill(self, keys: list[str]) -> str:
-        result = self.query(BACKFILL, {"names": keys, "assets": [{"path": [a]} for a in ASSETS]})
+        result = self.query(BACKFILL, {"names": keys, "assets": [{"path": [a]} for a in ASSET_NAMES]})
         result = result["launchPartitionBackfill"]
         if result["__typename"] != "LaunchBackfillSuccess":
             raise DagsterGraphQLClientError(result["__typename"], str(result))

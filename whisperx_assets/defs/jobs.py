@@ -21,7 +21,7 @@ RESUME_FROM = "whisperx_assets/resume_from"
 
 # Every asset takes BATCHES; the beta notice would be printed once per asset by each process that loads them.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=BetaWarning)
-BATCHES = BackfillPolicy.multi_run(max_partitions_per_run=PipelineSettings.from_env().batch_max_files)
+BATCHES = BackfillPolicy.multi_run(max_partitions_per_run=PipelineSettings().batch_max_files)
 
 process_media_job = define_asset_job(
     "process_media",

@@ -10,58 +10,41 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import Optional
+from types import UnionType
+from typing import Annotated, Literal, Optional, Union, get_args, get_origin
 
 import numpy as np
 from dagster import ConfigurableResource, InitResourceContext
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr, create_model
 
 from whisperx_assets.defs.settings import PipelineSettings
-from whisperx_assets.speech.config import SpeechConfig
+from whisperx_assets.speech.config import SpeechConfig, per_run_fields
 from whisperx_assets.speech.engine import SpeechEngine
 from whisperx_assets.speech.media import SAMPLE_RATE, MediaInfo
 from whisperx_assets.inputs.store import MediaStore
 
 
-class WhisperXResource(ConfigurableResource):
-    """Speech models and options for a run. Every field is a run-config override; unset fields take the
-    environment (WHISPER_MODEL, DEVICE, COMPUTE_TYPE, BATCH_SIZE, DEFAULT_LANG, ... see the README), then the
-    engine's defaults. Values are checked by `SpeechConfig`, which names the allowed range."""
+def config_type(annotation):
+    """The Dagster config type for a `SpeechConfig` field's: choices as str and paths as str (`SpeechConfig`
+    checks them), tuples as lists."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return config_type(args[0])
+    if origin is Literal:
+        return type(args[0])
+    if origin in (Union, UnionType):
+        return config_type(next(a for a in args if a is not type(None)))
+    if origin is tuple:
+        return list[args[0]]
+    return annotation
 
-    whisper_model: Optional[str] = None
-    device: Optional[str] = None
-    compute_type: Optional[str] = None
-    batch_size: Optional[int] = None
-    threads: Optional[int] = None
-    language: Optional[str] = None
-    task: Optional[str] = None
-    beam_size: Optional[int] = None
-    best_of: Optional[int] = None
-    patience: Optional[float] = None
-    length_penalty: Optional[float] = None
-    temperatures: Optional[list[float]] = None
-    compression_ratio_threshold: Optional[float] = None
-    log_prob_threshold: Optional[float] = None
-    no_speech_threshold: Optional[float] = None
-    initial_prompt: Optional[str] = None
-    hotwords: Optional[str] = None
-    suppress_numerals: Optional[bool] = None
-    chunk_size: Optional[int] = None
-    vad_onset: Optional[float] = None
-    vad_offset: Optional[float] = None
-    align_backend: Optional[str] = None
-    align_model: Optional[str] = None
-    interpolate_method: Optional[str] = None
-    diarization_model: Optional[str] = None
-    num_speakers: Optional[int] = None
-    min_speakers: Optional[int] = None
-    max_speakers: Optional[int] = None
 
+class SpeechEngineResource(ConfigurableResource):
     _engine: Optional[SpeechEngine] = PrivateAttr(default=None)
     _audio: OrderedDict = PrivateAttr(default_factory=OrderedDict)
 
     def speech_config(self) -> SpeechConfig:
-        return SpeechConfig.from_env(**{k: v for k, v in self.model_dump().items() if v is not None})
+        return SpeechConfig(**{k: v for k, v in self.model_dump().items() if v is not None})
 
     @property
     def engine(self) -> SpeechEngine:
@@ -75,7 +58,7 @@ class WhisperXResource(ConfigurableResource):
             self._audio.move_to_end(key)
             return self._audio[key]
         loaded = self._audio[key] = self.engine.load(path)
-        budget = PipelineSettings.from_env().audio_cache_seconds * SAMPLE_RATE
+        budget = PipelineSettings().audio_cache_seconds * SAMPLE_RATE
         while len(self._audio) > 1 and sum(len(samples) for _, samples in self._audio.values()) > budget:
             self._audio.popitem(last=False)
         return loaded
@@ -89,6 +72,14 @@ class WhisperXResource(ConfigurableResource):
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         self.free_memory()
         self._engine = None
+
+
+# Speech models and options for a run: every `SpeechConfig` field marked per-run is a run-config override;
+# unset fields take the environment, then the engine's defaults.
+WhisperXResource = create_model(
+    "WhisperXResource", __base__=SpeechEngineResource, __module__=__name__,
+    **{name: (Optional[config_type(info.annotation)], Field(None, description=info.description))
+       for name, info in per_run_fields().items()})
 
 
 class MediaStoreResource(ConfigurableResource):

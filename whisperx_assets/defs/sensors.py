@@ -6,7 +6,7 @@ keeps one file's failure from holding back the other files of its batch.
 Each tick walks the inbox (recursively, supported extensions only, hidden files skipped), and for each file
 not seen before with the same size and modification time:
 - skips it for now if it was modified in the last SENSOR_SETTLE_SECONDS (still being written);
-- hashes it, derives its partition key (see `partitions`), records its source in the store;
+- hashes it, derives its partition key (`inputs.sources.identify`), records its source in the store;
 - adds the partition, unless the key already exists (same bytes, same name), checked again at the end of
   the tick, as a CLI submit may add it meanwhile.
 The new partitions of a tick are run in batches of up to BATCH_MAX_FILES per run (one run process loads
@@ -42,7 +42,7 @@ from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from whisperx_assets.defs.jobs import (RANGE_END, RANGE_START, RESUME_FROM, batch_run_key, batches, keys_in_range,
                                    process_media_job, process_media_request, work_id)
-from whisperx_assets.inputs.keys import content_hash, partition_key
+from whisperx_assets.inputs.sources import identify
 from whisperx_assets.defs.partitions import media_files
 from whisperx_assets.defs.resources import MediaStoreResource
 from whisperx_assets.defs.settings import PipelineSettings
@@ -77,10 +77,10 @@ def scan_inbox(root: Path, unlisted: list[Path] | None = None):
                     unlisted.append(Path(entry.path))
 
 
-@sensor(job=process_media_job, minimum_interval_seconds=PipelineSettings.from_env().sensor_interval,
+@sensor(job=process_media_job, minimum_interval_seconds=PipelineSettings().sensor_interval,
         default_status=DefaultSensorStatus.RUNNING)
 def media_inbox_sensor(context: SensorEvaluationContext, storage: MediaStoreResource):
-    settings = PipelineSettings.from_env()
+    settings = PipelineSettings()
     inbox = settings.inbox_dir.resolve()
     if not inbox.is_dir():
         return SkipReason(f"inbox {inbox} does not exist")
@@ -106,10 +106,10 @@ def media_inbox_sensor(context: SensorEvaluationContext, storage: MediaStoreReso
             pending += 1
             continue
         try:
-            sha256 = content_hash(path)
-            key = partition_key(path.name, sha256)
+            source = identify(path)
+            key = source.key
             if key not in existing and key not in names:
-                store.register_source(key, str(path), path.name, sha256)
+                store.register(source)
                 new_keys.append(key)
                 names[key] = name
         except FileNotFoundError:

@@ -1,54 +1,34 @@
-"""Pipeline settings (storage, inbox, retries, time limits) from the environment.
-
-Speech options (model, device, language, ...) are `whisperx_assets.speech.SpeechConfig`; these are the
-settings of the Dagster layer around it.
-"""
+"""The Dagster layer's settings (storage, inbox, retries, time limits, batching), from the environment.
+Speech options are `whisperx_assets.speech.SpeechConfig`; URL download limits `inputs.fetch.FetchPolicy`."""
 
 from __future__ import annotations
 
-import dataclasses
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import Field
 
-@dataclass(frozen=True)
-class PipelineSettings:
-    storage_dir: Path = Path("media/storage")  # STORAGE_DIR: ingested media, Parquet, exports
-    inbox_dir: Path = Path("media/inbox")  # INBOX_DIR: watched by media_inbox_sensor
-    retry_max_attempts: int = 3  # RETRY_MAX_ATTEMPTS: tries per stage, the first included
-    retry_initial_interval: float = 5.0  # RETRY_INITIAL_INTERVAL seconds
-    retry_backoff_coefficient: float = 2.0  # RETRY_BACKOFF_COEFFICIENT
-    retry_max_interval: float = 300.0  # RETRY_MAX_INTERVAL seconds
-    transcription_timeout: float = 1800.0  # TRANSCRIPTION_TIMEOUT seconds
-    alignment_timeout: float = 600.0  # ALIGNMENT_TIMEOUT
-    diarization_timeout: float = 600.0  # DIARIZATION_TIMEOUT
-    speaker_assignment_timeout: float = 300.0  # SPEAKER_ASSIGNMENT_TIMEOUT
-    sensor_interval: int = 10  # SENSOR_INTERVAL seconds between inbox scans
-    sensor_max_files_per_tick: int = 500  # SENSOR_MAX_FILES_PER_TICK
-    sensor_settle_seconds: float = 2.0  # SENSOR_SETTLE_SECONDS: a file must be unchanged this long
-    audio_cache_seconds: float = 3600.0  # AUDIO_CACHE_SECONDS of decoded audio kept per run (230 MB per hour)
-    batch_max_files: int = 32  # BATCH_MAX_FILES: partitions per run (files arriving together, backfills)
+from whisperx_assets.settings import EnvSettings
 
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "PipelineSettings":
-        env = os.environ if environ is None else environ
-        values = {}
-        for f in dataclasses.fields(cls):
-            raw = env.get(f.name.upper())
-            if raw:
-                kind = type(f.default)
-                try:
-                    values[f.name] = kind(raw)
-                except ValueError:
-                    raise ValueError(f"environment variable {f.name.upper()}={raw!r} is not a valid "
-                                     f"{kind.__name__}") from None
-        settings = cls(**values)
-        if settings.retry_max_attempts < 1 or settings.retry_backoff_coefficient < 1:
-            raise ValueError("RETRY_MAX_ATTEMPTS must be >= 1 and RETRY_BACKOFF_COEFFICIENT >= 1")
-        if settings.batch_max_files < 1:
-            raise ValueError("BATCH_MAX_FILES must be >= 1 (1 = one run per file)")
-        return settings
+
+class PipelineSettings(EnvSettings):
+    invalid = "invalid pipeline settings"
+
+    storage_dir: Path = Field(Path("media/storage"), description="ingested media, Parquet outputs, exports")
+    inbox_dir: Path = Field(Path("media/inbox"), description="folder watched by media_inbox_sensor")
+    retry_max_attempts: int = Field(3, ge=1, description="tries per stage, the first included")
+    retry_initial_interval: float = Field(5.0, ge=0, description="seconds before the first retry")
+    retry_backoff_coefficient: float = Field(2.0, ge=1, description="each retry waits this many times longer")
+    retry_max_interval: float = Field(300.0, ge=0, description="longest wait between retries, seconds")
+    transcription_timeout: float = Field(1800.0, gt=0, description="seconds per file for `transcript`")
+    alignment_timeout: float = Field(600.0, gt=0, description="seconds per file for `alignment`")
+    diarization_timeout: float = Field(600.0, gt=0, description="seconds per file for `diarization`")
+    speaker_assignment_timeout: float = Field(300.0, gt=0, description="seconds per file for `combined`")
+    sensor_interval: int = Field(10, ge=1, description="seconds between inbox scans")
+    sensor_max_files_per_tick: int = Field(500, ge=1, description="files hashed and registered per sensor tick")
+    sensor_settle_seconds: float = Field(2.0, ge=0, description="a file must be unchanged this long to be picked up")
+    audio_cache_seconds: float = Field(3600.0, ge=0, description="decoded audio kept per run (230 MB per hour)")
+    batch_max_files: int = Field(32, ge=1, description="partitions per run (files arriving together, backfills); "
+                                 "1 = one run per file")
 
     def stage_timeout(self, stage: str) -> float:
         return {"transcript": self.transcription_timeout, "alignment": self.alignment_timeout,

@@ -86,7 +86,7 @@ def run_stage(context, stage: str, inputs: dict[str, In], work: Callable[[str, I
               settings: PipelineSettings | None = None) -> dict[str, StageOutput]:
     """`work(key, input)` for every partition of the step, in order, skipping files this run's work has already
     done; {key: output}, or `Failure`/`RetryRequested` as described above. `stage` is the asset's name."""
-    settings = settings or PipelineSettings.from_env()
+    settings = settings or PipelineSettings()
     work_of_run = work_id(context.run)
     results: dict[str, StageOutput] = {}
     bad_media: dict[str, MediaError] = {}

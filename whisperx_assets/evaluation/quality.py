@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from whisperx_assets.evaluation.synthetic import Turn
@@ -95,11 +96,9 @@ def diarization_error_rate(reference: list[Turn], hypothesis: pd.DataFrame | lis
     return float(metric(_annotation(reference), _annotation(hypothesis)))
 
 
-def turn_boundary_errors(turns: list[Turn], words: pd.DataFrame) -> "np.ndarray":
+def turn_boundary_errors(turns: list[Turn], words: pd.DataFrame) -> np.ndarray:
     """|error| in seconds of each reference turn's start and end as given by the first and last word timed
     inside it. Each word belongs to the turn nearest its middle (turns are separated by silences)."""
-    import numpy as np
-
     words = words.dropna(subset=["start", "end"])
     middles = ((words["start"] + words["end"]) / 2).to_numpy()
     owner = np.array([min(range(len(turns)), key=lambda i: max(turns[i].start - m, 0, m - turns[i].end))

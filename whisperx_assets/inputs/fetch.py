@@ -1,8 +1,10 @@
 """Download a media URL into a local file for ingestion, safely.
 
-`fetch(url, dest_dir, policy)` downloads one media file over http(s) and returns `FetchedMedia` (path, file
-name, sha256, size, content type, final URL). It is written for URLs that come from users, so it defends the
-machine it runs on (server-side request forgery) and itself:
+`fetch(url, dest_dir, policy)` downloads one media file over http(s) into `dest_dir`, a new folder of the
+caller's, and returns `FetchedMedia` (the file, and the SHA-256 of its bytes, computed while they stream).
+HTTP itself (requests, responses, chunked bodies, TLS) is urllib3's; this module decides where it may
+connect and what it accepts. It is written for URLs that come from users, so it defends the machine it runs
+on (server-side request forgery) and itself:
 
 - Only the policy's schemes (http, https). URLs with credentials (`user:pw@host`), without a host, with
   control characters or whitespace, or with a non-canonical numeric host (`http://2130706433/`,
@@ -22,7 +24,7 @@ machine it runs on (server-side request forgery) and itself:
   streaming too (chunked or close-delimited bodies, lying servers). A body shorter than its Content-Length
   is a failed (retryable) download.
 - Time: `connect_timeout` per connection attempt (and TLS handshake), `read_timeout` per socket read,
-  `total_timeout` for the whole download (all hops): a watchdog shuts the socket down at the deadline, so
+  `total_timeout` for the whole download (all hops): at that deadline a timer shuts the connection down, so
   a server trickling bytes or headers cannot hold a worker forever.
 - Content type: audio/*, video/*, application/octet-stream, binary/octet-stream, application/ogg,
   application/mp4, or none; anything else (text/html, application/json, playlists) is refused.
@@ -31,11 +33,8 @@ machine it runs on (server-side request forgery) and itself:
   supported extension, else the last path segment of the final URL, then of the earlier hops; sanitized
   (no path separators, control characters or leading dots; at most ~150 bytes). Without a supported
   extension the extension comes from the content type (audio/mpeg -> .mp3, video/mp4 -> .mp4, ...), or the
-  download is refused as unsupported. The extension is always lower-case.
-- The body streams into a hidden temporary file in `dest_dir` (`.fetch-*.part`, skipped by the inbox
-  sensor) while its sha256 is computed, then is hard-linked into place under its name: an existing file of
-  that name is never replaced (same bytes: it is reused; other bytes: the new file gets `-<sha12>` before
-  its extension). On any failure nothing is left behind.
+  download is refused as unsupported. The extension is always lower-case. On any failure the partial file
+  is removed.
 
 Errors: `MediaError(url, reason)` for what will not get better by retrying (refused URL or address, HTTP
 4xx, not media, too large, unsupported, invalid certificate, too many redirects); `FetchError(url, reason)`,
@@ -50,53 +49,44 @@ fetch resolves anew, and is checked anew).
 
 from __future__ import annotations
 
-import dataclasses
 import email.message
-import errno
 import hashlib
 import http.client
 import ipaddress
 import logging
-import os
 import re
 import socket
 import ssl
-import tempfile
 import threading
 import time
 import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Iterator, Literal
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
+import urllib3
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+from urllib3.connection import HTTPConnection, HTTPSConnection
+
+from whisperx_assets.inputs.sources import url_name
+from whisperx_assets.settings import EnvSettings
 from whisperx_assets.speech.errors import MediaError
 from whisperx_assets.speech.media import SUPPORTED_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-Resolver = Callable[[str, int], Iterable[str]]
 
-USER_AGENT = "whisperx-assets-fetch/1"
+REQUEST_HEADERS = {"User-Agent": "whisperx-assets-fetch/1", "Accept-Encoding": "identity", "Connection": "close",
+                   "Accept": "audio/*, video/*, application/octet-stream;q=0.9, */*;q=0.1"}
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 RETRYABLE_CLIENT_STATUSES = frozenset({408, 429})
 DEFAULT_PORTS = {"http": 80, "https": 443}
-SUPPORTED_SCHEMES = frozenset(DEFAULT_PORTS)
 _CHUNK = 256 * 1024
 _MAX_STEM_BYTES = 150
-
-_ENV_NAMES = {
-    "max_bytes": "FETCH_MAX_BYTES",
-    "connect_timeout": "FETCH_CONNECT_TIMEOUT",
-    "read_timeout": "FETCH_READ_TIMEOUT",
-    "total_timeout": "FETCH_TOTAL_TIMEOUT",
-    "allow_private": "FETCH_ALLOW_PRIVATE_ADDRESSES",
-    "max_redirects": "FETCH_MAX_REDIRECTS",
-}
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
 
 
 class FetchError(RuntimeError):
@@ -108,59 +98,27 @@ class FetchError(RuntimeError):
         super().__init__(f"{url}: {reason}")
 
 
-@dataclass(frozen=True)
-class FetchPolicy:
-    max_bytes: int = 2 * 1024**3  # FETCH_MAX_BYTES
-    connect_timeout: float = 10.0  # FETCH_CONNECT_TIMEOUT seconds, per connection attempt and TLS handshake
-    read_timeout: float = 60.0  # FETCH_READ_TIMEOUT seconds, per socket read
-    total_timeout: float = 3600.0  # FETCH_TOTAL_TIMEOUT seconds, the whole download with its redirects
-    allow_private: bool = False  # FETCH_ALLOW_PRIVATE_ADDRESSES: allow private/loopback/link-local targets
-    allowed_schemes: tuple = ("http", "https")
-    max_redirects: int = 5  # FETCH_MAX_REDIRECTS
+class FetchPolicy(EnvSettings):
+    """URL download limits, read from the FETCH_* environment variables (`FetchPolicy()`)."""
 
-    def __post_init__(self):
-        schemes = tuple(s.lower() for s in self.allowed_schemes)
-        object.__setattr__(self, "allowed_schemes", schemes)
-        if not schemes or not set(schemes) <= SUPPORTED_SCHEMES:
-            raise ValueError(f"allowed_schemes must be a non-empty subset of http, https (got {self.allowed_schemes})")
-        if self.max_bytes <= 0:
-            raise ValueError("FETCH_MAX_BYTES must be > 0")
-        if min(self.connect_timeout, self.read_timeout, self.total_timeout) <= 0:
-            raise ValueError("FETCH_CONNECT_TIMEOUT, FETCH_READ_TIMEOUT and FETCH_TOTAL_TIMEOUT must be > 0")
-        if self.max_redirects < 0:
-            raise ValueError("FETCH_MAX_REDIRECTS must be >= 0")
+    model_config = SettingsConfigDict(env_prefix="FETCH_")  # the rest is EnvSettings'
+    invalid = "invalid URL download settings"
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "FetchPolicy":
-        env = os.environ if environ is None else environ
-        values = {}
-        for f in dataclasses.fields(cls):
-            name = _ENV_NAMES.get(f.name)
-            raw = env.get(name) if name else None
-            if raw is None or (raw.strip() == "" and f.type != "bool"):
-                continue
-            kind = type(f.default)
-            try:
-                if kind is bool:
-                    word = raw.strip().lower()
-                    if word not in _TRUE | _FALSE:
-                        raise ValueError(raw)
-                    values[f.name] = word in _TRUE
-                else:
-                    values[f.name] = kind(raw.strip())
-            except ValueError:
-                raise ValueError(f"environment variable {name}={raw!r} is not a valid {kind.__name__}") from None
-        return cls(**values)
+    max_bytes: int = Field(2 * 1024**3, gt=0, description="largest download in bytes (Content-Length and streamed)")
+    connect_timeout: float = Field(10.0, gt=0, description="seconds per connection attempt and TLS handshake")
+    read_timeout: float = Field(60.0, gt=0, description="seconds per socket read")
+    total_timeout: float = Field(3600.0, gt=0, description="seconds for the whole download with its redirects")
+    allow_private: bool = Field(False, validation_alias="FETCH_ALLOW_PRIVATE_ADDRESSES",
+                                description="allow private, loopback and link-local targets")
+    allowed_schemes: tuple[Literal["http", "https"], ...] = Field(("http", "https"), min_length=1,
+                                                                  description="URL schemes accepted")
+    max_redirects: int = Field(5, ge=0, description="redirects followed")
 
 
 @dataclass(frozen=True)
 class FetchedMedia:
-    path: Path  # the downloaded file in dest_dir
-    name: str  # the safe file name (path's name, unless a different file already had it)
-    sha256: str
-    size_bytes: int
-    content_type: str | None  # the media type the server sent, without parameters; None if it sent none
-    final_url: str  # after redirects (credentials never appear: URLs with them are refused)
+    path: Path  # the downloaded file in dest_dir, under its safe name
+    sha256: str  # of its bytes
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -282,17 +240,11 @@ def _parse_legacy_ipv4(host: str) -> ipaddress.IPv4Address | None:
 
 @dataclass(frozen=True)
 class _Target:
-    url: str
     scheme: str
     host: str  # ASCII, lower-case, no brackets, no trailing dot
     port: int
     literal: Address | None  # the host is an IP address
     request_target: str  # path and query, percent-encoded
-
-    @property
-    def host_header(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return host if self.port == DEFAULT_PORTS[self.scheme] else f"{host}:{self.port}"
 
 
 _SHOWN_MAX = 500
@@ -378,16 +330,16 @@ def _parse(url: str, policy: FetchPolicy, shown: str, hop: str | None) -> _Targe
         target = "/" + target
     if parts.query:
         target += "?" + quote(parts.query, safe=_SAFE_PATH + "?")
-    return _Target(url, scheme, host, port or DEFAULT_PORTS[scheme], literal, target)
+    return _Target(scheme, host, port or DEFAULT_PORTS[scheme], literal, target)
 
 
-def _addresses(target: _Target, policy: FetchPolicy, resolve: Resolver, shown: str, hop: str | None) -> list[str]:
+def _addresses(target: _Target, policy: FetchPolicy, shown: str, hop: str | None) -> list[str]:
     """The checked addresses to connect to: the literal, or every address the host resolves to (once)."""
     if target.literal is not None:
         found = [target.literal]
     else:
         try:
-            resolved = list(resolve(target.host, target.port))
+            resolved = list(resolve_host(target.host, target.port))
         except socket.gaierror as e:
             if e.errno in {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}:
                 raise _refuse(shown, hop, f"host {target.host!r} not found") from None
@@ -493,19 +445,11 @@ def _disposition_filename(value: str) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _url_segment(url: str) -> str:
-    try:
-        path = urlsplit(url).path
-    except ValueError:
-        return ""
-    return unquote(path.rstrip("/").rsplit("/", 1)[-1]) if path else ""
-
-
 def _filename(urls: list[str], content_disposition: str | None, content_type: str | None, shown: str) -> str:
     candidates = []
     if content_disposition:
         candidates.append(_disposition_filename(content_disposition) or "")
-    candidates += [_url_segment(u) for u in urls]
+    candidates += [url_name(u) for u in urls]
     names = [n for n in (_sanitize(c) for c in candidates if c) if n]
     for name in names:
         stem, ext = _split(name)
@@ -530,130 +474,152 @@ def filename_for(url: str, content_disposition: str | None = None, content_type:
     return _filename([url], content_disposition, content_type, _redact(url))
 
 
+
 # ---------------------------------------------------------------------------------------------------------
 # Download
 
 
-def _kill(sock: socket.socket) -> None:
-    try:  # the plain socket's shutdown (not SSLSocket's, which is not safe from another thread)
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
-    except OSError:
-        pass
-
-
-class _Watchdog:
-    """Shuts the current socket down when the whole download's time is up, waking any blocked read."""
+class _Deadline:
+    """The whole download's time limit. urllib3's timeouts bound each socket operation, so a server sending a
+    byte now and then could hold a download forever: at the deadline a timer shuts the connection down, which
+    wakes any blocked read (through a duplicate of the socket: shutdown acts on the connection whichever
+    descriptor names it, and is safe beside a TLS read in another thread)."""
 
     def __init__(self, seconds: float):
-        self.fired = False
+        self.end = time.monotonic() + seconds
+        self._expired = False
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
-        self._timer = threading.Timer(seconds, self._fire)
+        self._timer = threading.Timer(seconds, self._expire)
         self._timer.daemon = True
         self._timer.start()
 
-    def _fire(self) -> None:
-        with self._lock:
-            self.fired = True
+    def passed(self) -> bool:
+        return self._expired or time.monotonic() >= self.end
+
+    def _shutdown(self) -> None:
+        try:
             if self._sock is not None:
-                _kill(self._sock)
+                self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _expire(self) -> None:
+        with self._lock:
+            self._expired = True
+            self._shutdown()
 
     def watch(self, sock: socket.socket | None) -> None:
+        """Shut `sock`'s connection down at the deadline (None: the current one is done)."""
         with self._lock:
-            self._sock = sock
-            if sock is not None and self.fired:
-                _kill(sock)
+            if self._sock is not None:
+                self._sock.close()
+            self._sock = None if sock is None else sock.dup()
+            if self._expired:
+                self._shutdown()
 
     def cancel(self) -> None:
         self._timer.cancel()
         self.watch(None)
 
 
+class _Unreachable(Exception):
+    """No checked address accepted the connection; `error` is the last attempt's."""
+
+    def __init__(self, error: OSError | None):
+        self.error = error
+
+
+class _Pinned:
+    """A urllib3 connection whose socket goes to the checked addresses (the first that answers), never to a
+    new resolution of its host name; the Host header, SNI and certificate check still use the host name."""
+
+    addresses: list[str]
+    deadline: _Deadline
+
+    def _new_conn(self) -> socket.socket:
+        error = None
+        for address in self.addresses:
+            try:
+                sock = _connect_socket(address, self.port, self.timeout)
+            except OSError as e:  # refused, unreachable, timed out: try the next checked address
+                error = e
+                log.debug("connect to %s port %s failed: %r", address, self.port, e)
+                continue
+            self.deadline.watch(sock)
+            return sock
+        raise _Unreachable(error)
+
+
+class _PinnedHTTP(_Pinned, HTTPConnection):
+    pass
+
+
+class _PinnedHTTPS(_Pinned, HTTPSConnection):
+    pass
+
+
 class _Download:
-    def __init__(self, url: str, policy: FetchPolicy, resolve: Resolver, ssl_context: ssl.SSLContext | None):
+    def __init__(self, url: str, policy: FetchPolicy):
         self.shown = _redact(url)
         self.policy = policy
-        self.resolve = resolve
-        self.ssl_context = ssl_context
-        self.deadline = time.monotonic() + policy.total_timeout
-        self.watchdog = _Watchdog(policy.total_timeout)
+        self.deadline = _Deadline(policy.total_timeout)
 
     def out_of_time(self) -> FetchError:
         return FetchError(self.shown, f"took longer than the total time limit of {self.policy.total_timeout:g} s "
                                       "(FETCH_TOTAL_TIMEOUT)")
 
-    def remaining(self) -> float:
-        left = self.deadline - time.monotonic()
-        if left <= 0 or self.watchdog.fired:
-            raise self.out_of_time()
-        return left
-
     @contextmanager
-    def network(self, host: str, what: str) -> Iterator[None]:
+    def network(self, target: _Target, what: str) -> Iterator[None]:
+        """Turn what goes wrong on the network during `what` into a MediaError (permanent) or FetchError."""
+        host = target.host
         try:
             yield
         except (MediaError, FetchError):
             raise
         except Exception as e:
-            if self.watchdog.fired or time.monotonic() >= self.deadline:
+            if self.deadline.passed():
                 raise self.out_of_time() from e
+            if isinstance(e, _Unreachable):
+                reason = f"connect timeout ({self.policy.connect_timeout:g} s)" if isinstance(e.error, TimeoutError) \
+                    else repr(e.error)
+                raise FetchError(self.shown, f"cannot connect to {host} port {target.port} ({reason})") from e.error
             if isinstance(e, ssl.SSLCertVerificationError):
                 raise MediaError(self.shown, f"the TLS certificate of {host} is not valid "
                                              f"({e.verify_message or e})") from e
-            if isinstance(e, TimeoutError):
+            if isinstance(e, (TimeoutError, urllib3.exceptions.TimeoutError)):
                 if what == "TLS handshake":
                     raise FetchError(self.shown, f"TLS handshake with {host} timed out "
                                                  f"({self.policy.connect_timeout:g} s)") from e
                 raise FetchError(self.shown, f"no data from {host} for {self.policy.read_timeout:g} s during {what} "
                                              "(read timeout, FETCH_READ_TIMEOUT)") from e
-            if isinstance(e, (http.client.IncompleteRead, http.client.RemoteDisconnected, OSError)):
+            if isinstance(e, (OSError, http.client.IncompleteRead, urllib3.exceptions.ProtocolError,
+                              urllib3.exceptions.SSLError)):
                 raise FetchError(self.shown, f"connection to {host} failed during {what} ({e!r})") from e
-            if isinstance(e, http.client.HTTPException):
+            if isinstance(e, (http.client.HTTPException, urllib3.exceptions.HTTPError)):
                 raise MediaError(self.shown, f"invalid HTTP response from {host} ({e!r})") from e
             raise
 
-    def connect(self, target: _Target, addresses: list[str]) -> http.client.HTTPConnection:
-        error: Exception | None = None
-        sock = None
-        for address in addresses:
-            try:
-                sock = _connect_socket(address, target.port, min(self.policy.connect_timeout, self.remaining()))
-                break
-            except OSError as e:  # refused, unreachable, timed out: try the next checked address
-                error = e
-                log.debug("connect to %s port %s failed: %r", address, target.port, e)
-        if sock is None:
-            if isinstance(error, TimeoutError):
-                reason = f"connect timeout ({self.policy.connect_timeout:g} s)"
-            else:
-                reason = repr(error)
-            raise FetchError(self.shown, f"cannot connect to {target.host} port {target.port} ({reason})")
+    def connect(self, target: _Target, addresses: list[str]) -> HTTPConnection:
+        left = self.deadline.end - time.monotonic()
+        if left <= 0:
+            raise self.out_of_time()
+        connection = (_PinnedHTTPS if target.scheme == "https" else _PinnedHTTP)(
+            target.host, target.port, timeout=min(self.policy.connect_timeout, left))
+        connection.addresses, connection.deadline = addresses, self.deadline
         try:
-            self.watchdog.watch(sock)
-            if target.scheme == "https":
-                context = self.ssl_context or ssl.create_default_context()
-                sock.settimeout(min(self.policy.connect_timeout, self.remaining()))
-                with self.network(target.host, "TLS handshake"):
-                    sock = context.wrap_socket(sock, server_hostname=target.host)
-                self.watchdog.watch(sock)
-            sock.settimeout(self.policy.read_timeout)
+            with self.network(target, "TLS handshake"):
+                connection.connect()
         except BaseException:
-            self.watchdog.watch(None)
-            sock.close()
+            connection.close()
             raise
-        connection = http.client.HTTPConnection(target.host, target.port)
-        connection.sock = sock  # already connected to the checked address: http.client never resolves
         return connection
 
-    def request(self, target: _Target, connection: http.client.HTTPConnection) -> http.client.HTTPResponse:
-        with self.network(target.host, "the request"):
-            connection.putrequest("GET", target.request_target, skip_host=True, skip_accept_encoding=True)
-            connection.putheader("Host", target.host_header)
-            connection.putheader("User-Agent", USER_AGENT)
-            connection.putheader("Accept", "audio/*, video/*, application/octet-stream;q=0.9, */*;q=0.1")
-            connection.putheader("Accept-Encoding", "identity")
-            connection.putheader("Connection", "close")
-            connection.endheaders()
+    def request(self, target: _Target, connection: HTTPConnection) -> urllib3.BaseHTTPResponse:
+        with self.network(target, "the request"):
+            connection.request("GET", target.request_target, headers=REQUEST_HEADERS, preload_content=False,
+                               decode_content=False, enforce_content_length=False)
+            connection.timeout = self.policy.read_timeout  # each socket read from here on
             return connection.getresponse()
 
     def run(self, url: str, dest_dir: Path) -> FetchedMedia:
@@ -662,30 +628,30 @@ class _Download:
             for _ in range(self.policy.max_redirects + 1):
                 hop = urls[-1] if len(urls) > 1 else None
                 target = _parse(urls[-1], self.policy, self.shown, hop)
-                addresses = _addresses(target, self.policy, self.resolve, self.shown, hop)
-                self.remaining()
-                connection = self.connect(target, addresses)
+                connection = self.connect(target, _addresses(target, self.policy, self.shown, hop))
+                response = None
                 try:
                     response = self.request(target, connection)
-                    if response.status in REDIRECT_STATUSES:
-                        location = response.getheader("Location")
-                        if not location or not location.strip():
-                            raise MediaError(self.shown, f"HTTP {response.status} redirect without a Location header")
-                        try:
-                            urls.append(urljoin(urls[-1], location.strip()))
-                        except ValueError:
-                            raise MediaError(self.shown, "redirect to a malformed URL") from None
-                        log.debug("redirect %s -> %s", _redact(urls[-2]), _redact(urls[-1]))
-                        continue
-                    return self.save(target, response, urls, dest_dir)
+                    if response.status not in REDIRECT_STATUSES:
+                        return self.save(target, response, urls, dest_dir)
+                    location = (response.headers.get("Location") or "").strip()
+                    if not location:
+                        raise MediaError(self.shown, f"HTTP {response.status} redirect without a Location header")
+                    try:
+                        urls.append(urljoin(urls[-1], location))
+                    except ValueError:
+                        raise MediaError(self.shown, "redirect to a malformed URL") from None
+                    log.debug("redirect %s -> %s", _redact(urls[-2]), _redact(urls[-1]))
                 finally:
-                    self.watchdog.watch(None)
+                    if response is not None:
+                        response.close()
                     connection.close()
+                    self.deadline.watch(None)
             raise MediaError(self.shown, f"too many redirects (more than {self.policy.max_redirects})")
         finally:
-            self.watchdog.cancel()
+            self.deadline.cancel()
 
-    def check_response(self, response: http.client.HTTPResponse, hop: str) -> None:
+    def check_response(self, response: urllib3.BaseHTTPResponse, hop: str) -> None:
         status, reason = response.status, (response.reason or "").strip()
         where = "" if hop == self.shown else f" (at {hop})"
         if status == 200:
@@ -696,33 +662,30 @@ class _Download:
             raise MediaError(self.shown, f"HTTP {status} {reason}{where}")
         raise MediaError(self.shown, f"unexpected HTTP status {status} {reason}{where}")
 
-    def save(self, target: _Target, response: http.client.HTTPResponse, urls: list[str],
+    def save(self, target: _Target, response: urllib3.BaseHTTPResponse, urls: list[str],
              dest_dir: Path) -> FetchedMedia:
         self.check_response(response, _redact(urls[-1]))
-        content_type = response.getheader("Content-Type")
-        mime = _media_type(content_type)
-        refusal = _type_refusal(mime)
+        content_type = response.headers.get("Content-Type")
+        refusal = _type_refusal(_media_type(content_type))
         if refusal:
             raise MediaError(self.shown, refusal)
-        encoding = (response.getheader("Content-Encoding") or "identity").strip().lower()
+        encoding = (response.headers.get("Content-Encoding") or "identity").strip().lower()
         if encoding != "identity":
             raise MediaError(self.shown, f"server sent a {encoding}-encoded body (Content-Encoding); not supported")
         limit = self.policy.max_bytes
-        expected = response.length  # None when chunked, absent or invalid
+        expected = response.length_remaining  # None when chunked, absent or invalid
         if expected is not None and expected > limit:
             raise MediaError(self.shown, f"too large: the server announces {expected} bytes, more than the limit of "
                                          f"{limit} bytes (FETCH_MAX_BYTES)")
-        name = _filename(urls[::-1], response.getheader("Content-Disposition"), content_type, self.shown)
-
+        path = dest_dir / _filename(urls[::-1], response.headers.get("Content-Disposition"), content_type, self.shown)
         dest_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".fetch-", suffix=".part", dir=dest_dir)
-        tmp = Path(tmp_name)
+        digest, size = hashlib.sha256(), 0
         try:
-            digest, size = hashlib.sha256(), 0
-            with os.fdopen(fd, "wb") as out:
+            chunks = response.stream(_CHUNK)
+            with open(path, "wb") as out:
                 while True:
-                    with self.network(target.host, "the download"):
-                        chunk = response.read(min(_CHUNK, limit + 1 - size))
+                    with self.network(target, "the download"):
+                        chunk = next(chunks, b"")
                     if not chunk:
                         break
                     size += len(chunk)
@@ -731,66 +694,20 @@ class _Download:
                                                      "(FETCH_MAX_BYTES) received; download stopped")
                     digest.update(chunk)
                     out.write(chunk)
-            if self.watchdog.fired:  # the watchdog's shutdown looks like the end of a close-delimited body
+            if self.deadline.passed():  # the shutdown at the deadline looks like the end of a close-delimited body
                 raise self.out_of_time()
             if expected is not None and size < expected:
                 raise FetchError(self.shown, f"connection closed after {size} of {expected} bytes")
             if size == 0:
                 raise MediaError(self.shown, "the server sent an empty body (0 bytes)")
-            sha256 = digest.hexdigest()
-            path = _place(tmp, dest_dir, name, sha256)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
             raise
         log.info("fetched %s -> %s (%d bytes)", self.shown, path, size)
-        return FetchedMedia(path, name, sha256, size, mime, urls[-1])
+        return FetchedMedia(path, digest.hexdigest())
 
 
-def _same_bytes(path: Path, sha256: str) -> bool:
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-    except OSError:
-        return False
-    return digest.hexdigest() == sha256
-
-
-def _place(tmp: Path, dest_dir: Path, name: str, sha256: str) -> Path:
-    """Move the finished temporary file to `name` in dest_dir, never replacing a different existing file."""
-    stem, ext = _split(name)
-    for candidate in (dest_dir / name, dest_dir / f"{stem}-{sha256[:12]}{ext}"):
-        try:
-            os.link(tmp, candidate)  # atomic, and fails if the name exists
-        except FileExistsError:
-            if _same_bytes(candidate, sha256):
-                tmp.unlink()
-                return candidate
-            continue
-        except OSError as e:  # a file system without hard links
-            if e.errno not in {errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS}:
-                raise
-            if candidate.exists():
-                if _same_bytes(candidate, sha256):
-                    tmp.unlink()
-                    return candidate
-                continue
-            os.replace(tmp, candidate)
-            return candidate
-        tmp.unlink()
-        return candidate
-    os.replace(tmp, candidate)  # the hash-named file holds other bytes under our hash prefix: ours wins
-    return candidate
-
-
-def fetch(url: str, dest_dir: str | Path, policy: FetchPolicy | None = None, *, resolve: Resolver | None = None,
-          ssl_context: ssl.SSLContext | None = None) -> FetchedMedia:
-    """Download the media at `url` into `dest_dir` under a safe name (see the module docstring).
-
-    `resolve(host, port) -> addresses` replaces the system resolver (tests, custom DNS); `ssl_context`
-    replaces the default verifying context (a private CA). Raises MediaError (permanent) or FetchError
-    (retryable).
-    """
-    policy = policy or FetchPolicy()
-    return _Download(url, policy, resolve or resolve_host, ssl_context).run(url, Path(dest_dir))
+def fetch(url: str, dest_dir: str | Path, policy: FetchPolicy | None = None) -> FetchedMedia:
+    """Download the media at `url` into `dest_dir` (a new folder of the caller's) under a safe name (see the
+    module docstring). Raises MediaError (permanent) or FetchError (retryable)."""
+    return _Download(url, policy or FetchPolicy()).run(url, Path(dest_dir))

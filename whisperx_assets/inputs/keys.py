@@ -4,8 +4,7 @@
 - the content hash is the first 12 hex digits of the SHA-256 of the file's bytes.
 So the same bytes under the same name always map to the same key (a re-dropped file is not re-processed),
 a changed file gets a new key (and is processed), and two different files never share a key. A URL input
-is keyed by its last path segment and the hash of the URL itself. Keys contain
-no dots, slashes, commas, spaces or control characters, so they are safe as file names and in the UI.
+is keyed by its file name and the hash of the URL itself (`sources.identify`). Keys contain no dots, slashes, commas, spaces or control characters, so they are safe as file names and in the UI.
 """
 
 from __future__ import annotations
@@ -36,21 +35,6 @@ def partition_key(filename: str, sha256: str) -> str:
     return f"{readable_name(filename)}-{sha256[:12]}"
 
 
-def partition_key_for(path: str | Path) -> str:
-    return partition_key(Path(path).name, content_hash(path))
-
-
 def is_valid_key(key: str) -> bool:
     return bool(KEY_PATTERN.match(key))
 
-
-def is_url(source: str) -> bool:
-    return "://" in source
-
-
-def url_partition_key(url: str) -> str:
-    """URL inputs are keyed by the URL (their bytes are not known before the download)."""
-    from urllib.parse import urlsplit
-
-    name = Path(urlsplit(url).path).name or urlsplit(url).hostname or "media"
-    return partition_key(name, hashlib.sha256(url.encode()).hexdigest())

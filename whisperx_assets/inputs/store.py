@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from whisperx_assets.inputs.keys import content_hash, is_valid_key
+from whisperx_assets.inputs.sources import Source
 from whisperx_assets.speech.errors import MediaError
 from whisperx_assets.speech.media import SUPPORTED_EXTENSIONS
 
@@ -65,16 +66,17 @@ class MediaStore:
     def source_record(self, key: str) -> Path:
         return self.root / "sources" / f"{_checked(key)}.json"
 
-    def register_source(self, key: str, source: str, name: str, sha256: str | None = None) -> None:
-        record = {"source": source, "name": name, "sha256": sha256}
-        atomic_write_bytes(self.source_record(key), lambda p: p.write_text(json.dumps(record)))
+    def register(self, source: Source) -> None:
+        """Record where partition `source.key`'s input is, for the run that ingests it."""
+        record = json.dumps(source.record())
+        atomic_write_bytes(self.source_record(source.key), lambda p: p.write_text(record))
 
-    def source(self, key: str) -> dict:
+    def source(self, key: str) -> Source:
         path = self.source_record(key)
         if not path.is_file():
             raise FileNotFoundError(f"partition {key} has no registered source ({path} is missing); add it with the "
                                     "inbox sensor or the CLI")
-        return json.loads(path.read_text())
+        return Source(**{**json.loads(path.read_text()), "key": key})
 
     def media_path(self, key: str, name: str) -> Path:
         ext = Path(name).suffix.lower()
@@ -99,23 +101,30 @@ class MediaStore:
             raise MediaError(source, "file changed after it was registered; it will be picked up again as a new file")
         return target
 
-    def download(self, key: str, url: str, policy) -> Path:
-        """Fetch a URL input into the store (once), with the policy's address, size and time limits."""
+    def download(self, source: Source, policy) -> Path:
+        """Fetch a URL input into the store (once), with the policy's address, size and time limits, and record
+        the SHA-256 of its bytes in the partition's source record."""
+        from dataclasses import replace
+
         from whisperx_assets.inputs.fetch import fetch
 
-        existing = list((self.root / "inputs").glob(f"{_checked(key)}.*")) if (self.root / "inputs").is_dir() else []
+        key = _checked(source.key)
+        existing = list((self.root / "inputs").glob(f"{key}.*")) if (self.root / "inputs").is_dir() else []
         if existing:
+            if source.sha256 is None:  # the record was written again since the download (a run's config)
+                self.register(replace(source, sha256=content_hash(existing[0])))
             return existing[0]
         (self.root / "downloads").mkdir(parents=True, exist_ok=True)
         # A folder per download: concurrent runs fetching the same URL never move each other's files.
         folder = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=self.root / "downloads"))
         try:
-            fetched = fetch(url, folder, policy)
-            target = self.media_path(key, fetched.name)
+            fetched = fetch(source.source, folder, policy)
+            target = self.media_path(key, fetched.path.name)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(fetched.path, target)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+        self.register(replace(source, sha256=fetched.sha256))
         return target
 
     def subtitles_dir(self, key: str) -> Path:

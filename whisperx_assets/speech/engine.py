@@ -1,6 +1,6 @@
 """The speech engine: every whisperX stage over plain data, with each model loaded once and reused.
 
-    engine = SpeechEngine(SpeechConfig.from_env())
+    engine = SpeechEngine(SpeechConfig())
     result = engine.process("meeting.mp4")          # all stages
     result.combined.words                           # DataFrame: word, start, end, score, speaker, ...
 
@@ -25,7 +25,8 @@ import pandas as pd
 from whisperx_assets.speech.align import Aligner, AlignmentResult
 from whisperx_assets.speech.combine import CombinedResult, assign_speakers
 from whisperx_assets.speech.config import SpeechConfig
-from whisperx_assets.speech.frames import StageFacts, facts_frame, turns_frame
+from whisperx_assets.speech.diarization import load_diarizer
+from whisperx_assets.speech.frames import StageFacts, facts_frame
 from whisperx_assets.speech.media import SAMPLE_RATE, MediaInfo, load_media
 from whisperx_assets.speech.transcribe import Transcriber, TranscriptResult
 
@@ -56,7 +57,7 @@ class ProcessResult:
 
 class SpeechEngine:
     def __init__(self, config: SpeechConfig | None = None):
-        self.config = config or SpeechConfig.from_env()
+        self.config = config or SpeechConfig()
         self._models: dict[tuple, object] = {}
         self.load_seconds: dict[str, float] = {}  # model load time per kind, for run facts and the benchmark
 
@@ -109,15 +110,12 @@ class SpeechEngine:
         return self._model("aligner", Aligner.load_key(config, language), load)(segments, audio, config)
 
     def diarize(self, audio: np.ndarray, config: SpeechConfig | None = None) -> DiarizationResult:
-        from whisperx_assets.speech.diarize import load_diarizer
-
         config = config or self.config
         key = (config.diarization_model, bool(config.hf_token), config.device)
         diarizer = self._model("diarizer", key, lambda: load_diarizer(config))
         started = time.perf_counter()
         turns = diarizer(audio, num_speakers=config.num_speakers, min_speakers=config.min_speakers,
                          max_speakers=config.max_speakers)
-        turns = turns_frame(turns.to_dict("records"))
         facts = StageFacts(stage="diarization", model=diarizer.backend.split(":", 1)[1],
                            backend=diarizer.backend, device=diarizer.device, audio_seconds=len(audio) / SAMPLE_RATE,
                            wall_seconds=time.perf_counter() - started, speakers=int(turns["speaker"].nunique()))

@@ -20,6 +20,9 @@ from importlib import resources
 from importlib.util import find_spec
 from pathlib import Path
 
+from pydantic import Field
+
+from whisperx_assets.settings import EnvSettings
 from whisperx_assets.speech.errors import ModelUnavailableError
 
 log = logging.getLogger(__name__)
@@ -104,8 +107,14 @@ def offline_whisper_models() -> dict[str, str]:
     return {name: m.distribution for name, m in OFFLINE_WHISPER_MODELS.items() if m.installed}
 
 
+class HubEnvironment(EnvSettings):
+    """Hugging Face's own variable that the model loading honours."""
+
+    hf_hub_offline: bool = Field(False, description="no hub access at all")
+
+
 def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    return HubEnvironment().hf_hub_offline
 
 
 def resolve_whisper_model(name: str, cache_dir: Path, hf_token: str | None = None) -> ResolvedModel:

@@ -32,7 +32,9 @@ def cli(url, *args, env=None, timeout=600):
 @pytest.fixture(scope="module")
 def submitted(deployment, dialogue, tmp_path_factory):
     url, inbox, storage, root = deployment
-    path = tmp_path_factory.mktemp("submit") / "weekly sync.wav"
+    # a name whose key has a run id's length and dashes (36 characters, 4 dashes): `status` must still read
+    # it as a partition
+    path = tmp_path_factory.mktemp("submit") / "team-meeting-q3-notes12.wav"
     shutil.copy(dialogue.path, path)
     code, data, err = cli(url, "submit", path, "--wait", "--language", "en", "--num-speakers", "2")
     return code, data, err
@@ -43,7 +45,7 @@ def test_submit_and_wait(deployment, submitted):
     code, data, err = submitted
     assert code == 0, err
     [run] = data
-    assert run["status"] == "SUCCESS" and run["partition"].startswith("weekly-sync-")
+    assert run["status"] == "SUCCESS" and run["partition"].startswith("team-meeting-q3-notes12-")
     words = pd.read_parquet(storage / "combined" / f"{run['partition']}.parquet")
     assert set(words["speaker"].dropna()) == {"SPEAKER_00", "SPEAKER_01"}
     assert "transcript: success" in err  # per-stage progress lines
@@ -64,8 +66,9 @@ def test_status_and_list(deployment, submitted):
     run = submitted[1][0]
     code, data, err = cli(url, "status", run["run_id"])
     assert code == 0 and data["status"] == "SUCCESS" and data["steps"]["combined"] == "SUCCESS"
+    assert len(run["partition"]) == len(run["run_id"]) and run["partition"].count("-") == run["run_id"].count("-")
     code, data, err = cli(url, "status", run["partition"])
-    assert code == 0 and data["run_id"] == run["run_id"]
+    assert code == 0 and data["run_id"] == run["run_id"], (data, err)
     code, data, err = cli(url, "list")
     row = next(r for r in data if r["partition"] == run["partition"])
     assert row["combined"] == "materialized" and row["media"] == "materialized"
@@ -91,15 +94,16 @@ mutation ($key: String!) {
 def test_raw_graphql(deployment, sample):
     """What the README's curl examples do: add a partition, launch the job for it, poll its status."""
     url, inbox, storage, root = deployment
-    from whisperx_assets.api.client import key_for_source
+    from whisperx_assets.inputs.sources import identify
 
-    key, source, sha256 = key_for_source(str(sample.path))
+    source = identify(sample.path)
+    key = source.key
     assert graphql(url, ADD, {"key": key})["addDynamicPartition"]["__typename"] == "AddDynamicPartitionSuccess"
     assert graphql(url, ADD, {"key": key})["addDynamicPartition"]["__typename"] == "DuplicateDynamicPartitionError"
     launched = graphql(url, LAUNCH, {
         "selector": {"repositoryLocationName": "whisperx_assets", "repositoryName": "__repository__",
                      "jobName": "process_media"},
-        "runConfig": {"ops": {"media": {"config": {"source": source, "sha256": sha256}}}},
+        "runConfig": {"ops": {"media": {"config": {"source": source.source, "sha256": source.sha256}}}},
         "tags": [{"key": "dagster/partition", "value": key}]})["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     run_id = launched["run"]["runId"]
@@ -194,7 +198,9 @@ def test_oversized_download_is_refused(media_server, tmp_path):
     code, data, err = cli("http://unused", "process", f"{media_server}/big.wav", "--out", tmp_path / "out", env=env)
     assert code == 1
     assert "big.wav" in data[0]["failure"] and "10000" in data[0]["failure"]
-    assert not list((tmp_path / "s" / "inputs").glob("*")) if (tmp_path / "s" / "inputs").exists() else True
+    store = tmp_path / "s"
+    assert (store / "sources").is_dir()  # the run used this store: the refusal kept nothing in it
+    assert [p.relative_to(store).parts[0] for p in store.rglob("*") if p.is_file()] == ["sources"]
 
 
 def test_process_one_shot(dialogue, tmp_path, speech_config):

@@ -9,10 +9,10 @@ import pytest
 import soundfile as sf
 from dagster import DagsterInstance, materialize
 
-from whisperx_assets.defs.assets import alignment, combined, diarization, media, subtitles, transcript
+from whisperx_assets.defs.assets import ASSET_NAMES, ASSETS
 from whisperx_assets.defs.io_managers import ParquetIOManager
 from whisperx_assets.defs.jobs import RANGE_END, RANGE_START
-from whisperx_assets.inputs.keys import content_hash, partition_key
+from whisperx_assets.inputs.sources import identify
 from whisperx_assets.defs.partitions import media_files
 from whisperx_assets.defs.resources import MediaStoreResource, WhisperXResource
 from whisperx_assets.defs.sensors import split_plan
@@ -21,7 +21,6 @@ from whisperx_assets.evaluation.quality import diarization_error_rate, word_erro
 from whisperx_assets.defs.stage_guard import FAILED_PARTITIONS
 from whisperx_assets.inputs.store import MediaStore
 
-ASSETS = [media, transcript, alignment, diarization, combined, subtitles]
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +36,9 @@ def pipeline(tmp_path_factory, speech_config):
         def register(paths):
             keys = []
             for path in paths:
-                sha = content_hash(path)
-                keys.append(partition_key(path.name, sha))
-                store.register_source(keys[-1], str(path), path.name, sha)
+                source = identify(path)
+                store.register(source)
+                keys.append(source.key)
             instance.add_dynamic_partitions(media_files.name, keys)
             return keys
 
@@ -80,7 +79,7 @@ def test_dialogue_all_assets(pipeline, dialogue, batch_run):
     run, _, store, instance = pipeline
     (key, *_), result = batch_run
     assert result.success and key.startswith("planning-meeting-")
-    for asset in ("media", "transcript", "alignment", "diarization", "combined", "subtitles"):
+    for asset in ASSET_NAMES:
         assert (store.root / asset / f"{key}.parquet").is_file(), asset
     assert (store.root / "inputs" / f"{key}.wav").is_file()
     words = read(store, "combined", key)

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dagster import AssetKey, Definitions
+from dagster import Definitions
 from dagster._core.instance.config import dagster_instance_config
 
 from whisperx_assets.definitions import defs

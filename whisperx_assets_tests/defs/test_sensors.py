@@ -7,7 +7,7 @@ import time
 import pytest
 from dagster import AssetKey, DagsterInstance, SensorResult, build_sensor_context
 
-from whisperx_assets.defs.jobs import RANGE_END, RANGE_START, RESUME_FROM
+from whisperx_assets.defs.jobs import RANGE_END, RANGE_START, RESUME_FROM, run_keys
 from whisperx_assets.inputs.keys import is_valid_key
 from whisperx_assets.defs.partitions import media_files
 from whisperx_assets.defs.resources import MediaStoreResource
@@ -50,16 +50,15 @@ def tick(instance, tmp_path, cursor=None, caplog=None) -> SensorResult:
     return result
 
 
-def run_keys(instance, result) -> list[list[str]]:
+def requested_runs(instance, result) -> list[list[str]]:
     """The partitions of each requested run, as Dagster resolves them (ranges in partition order)."""
     order = instance.get_dynamic_partitions(media_files.name)
-    runs = []
-    for r in result.run_requests:
-        if r.partition_key:
-            runs.append([r.partition_key])
-        else:
-            runs.append(order[order.index(r.tags[RANGE_START]):order.index(r.tags[RANGE_END]) + 1])
-    return runs
+    return [request_keys(r, order) for r in result.run_requests]
+
+
+def request_keys(request, order: list[str]) -> list[str]:
+    return run_keys({**request.tags, **({"dagster/partition": request.partition_key} if request.partition_key else {})},
+                    order)
 
 
 def test_new_files_become_partitions_and_runs(inbox, instance, tmp_path):
@@ -68,14 +67,14 @@ def test_new_files_become_partitions_and_runs(inbox, instance, tmp_path):
     drop(inbox / "notes.txt")  # unsupported: ignored
     drop(inbox / ".partial.wav")  # hidden (e.g. an upload in progress): ignored
     result = tick(instance, tmp_path)
-    [batch] = run_keys(instance, result)  # files arriving together: one run
+    [batch] = requested_runs(instance, result)  # files arriving together: one run
     keys = sorted(batch)
     assert len(keys) == 2 and all(is_valid_key(k) for k in keys)
     assert keys[0].startswith("a-") and keys[1].startswith("call-two-")
     assert sorted(instance.get_dynamic_partitions("media_files")) == keys
     assert result.run_requests[0].tags["whisperx_assets/batch_size"] == "2"
     store = MediaStore(tmp_path / "store")
-    assert store.source(keys[0])["source"] == str(inbox / "a.wav")
+    assert store.source(keys[0]).source == str(inbox / "a.wav")
 
 
 def test_unchanged_files_are_never_rerun_and_changed_ones_are(inbox, instance, tmp_path):
@@ -109,16 +108,16 @@ def test_half_written_files_wait(inbox, instance, tmp_path):
 def test_unreadable_file_does_not_stop_others(inbox, instance, tmp_path, monkeypatch):
     drop(inbox / "good.wav")
     bad = drop(inbox / "bad.wav")
-    import whisperx_assets.defs.sensors as sensors
+    import whisperx_assets.inputs.sources as sources
 
-    real = sensors.content_hash
+    real = sources.content_hash
 
     def flaky(path):
         if path.name == "bad.wav":
             raise PermissionError(f"[Errno 13] Permission denied: '{path}'")
         return real(path)
 
-    monkeypatch.setattr(sensors, "content_hash", flaky)
+    monkeypatch.setattr(sources, "content_hash", flaky)
     result = tick(instance, tmp_path)
     assert [r.partition_key[:5] for r in result.run_requests] == ["good-"]  # a single file: a one-partition run
     assert "bad.wav" not in json.loads(result.cursor)  # tried again next tick
@@ -130,10 +129,10 @@ def test_thousand_files_at_once(inbox, instance, tmp_path):
         drop(inbox / f"batch{i // 100}" / f"clip {i:04d}.wav", f"clip {i}".encode())
     started = time.monotonic()
     first = tick(instance, tmp_path)
-    first_runs = run_keys(instance, first)
+    first_runs = requested_runs(instance, first)
     second = tick(instance, tmp_path, first.cursor)
     elapsed = time.monotonic() - started
-    runs = first_runs + run_keys(instance, second)
+    runs = first_runs + requested_runs(instance, second)
     assert sum(map(len, first_runs)) == 500  # capped per tick
     assert [len(r) for r in runs] == [32] * 15 + [20] + [32] * 15 + [20]  # BATCH_MAX_FILES per run
     assert sorted(k for r in runs for k in r) == sorted(instance.get_dynamic_partitions("media_files"))
@@ -147,7 +146,7 @@ def test_batch_size_is_configurable(inbox, instance, tmp_path, monkeypatch):
     monkeypatch.setenv("BATCH_MAX_FILES", "1")
     for name in ("a", "b", "c"):
         drop(inbox / f"{name}.wav", name.encode())
-    assert [len(r) for r in run_keys(instance, tick(instance, tmp_path))] == [1, 1, 1]
+    assert [len(r) for r in requested_runs(instance, tick(instance, tmp_path))] == [1, 1, 1]
 
 
 def test_cursor_forgets_files_gone_from_the_inbox(inbox, instance, tmp_path, monkeypatch):
@@ -196,10 +195,10 @@ def test_a_folder_that_cannot_be_listed_keeps_its_files(inbox, instance, tmp_pat
 def test_a_partition_submitted_during_the_tick_is_not_added_or_run_twice(inbox, instance, tmp_path, monkeypatch):
     drop(inbox / "a.wav", b"a")
     drop(inbox / "b.wav", b"b")
-    import whisperx_assets.defs.sensors as sensors
+    import whisperx_assets.inputs.sources as sources
     from whisperx_assets.inputs.keys import partition_key
 
-    real = sensors.content_hash
+    real = sources.content_hash
     submitted = []
 
     def hash_while_cli_submits(path):
@@ -209,7 +208,7 @@ def test_a_partition_submitted_during_the_tick_is_not_added_or_run_twice(inbox, 
             instance.add_dynamic_partitions(media_files.name, submitted)
         return digest
 
-    monkeypatch.setattr(sensors, "content_hash", hash_while_cli_submits)
+    monkeypatch.setattr(sources, "content_hash", hash_while_cli_submits)
     result = tick(instance, tmp_path)
     [run] = result.run_requests
     assert run.partition_key.startswith("a-")
@@ -249,7 +248,7 @@ def test_a_file_replaced_after_registration_fails_ingest_and_becomes_a_new_parti
     store = MediaStore(tmp_path / "store")
     source = store.source(old)
     with pytest.raises(MediaError, match="changed after it was registered") as error:
-        store.ingest(old, path, source["name"], source["sha256"])
+        store.ingest(old, path, source.name, source.sha256)
     assert error.value.path == str(path)
     assert not list((tmp_path / "store" / "inputs").iterdir())  # no stale copy left
     second = tick(instance, tmp_path, first.cursor)
@@ -275,7 +274,7 @@ def test_a_failed_batch_run_is_split_around_the_bad_file(tmp_path, instance):
 
     from whisperx_assets.defs.assets import media
     from whisperx_assets.defs.io_managers import ParquetIOManager
-    from whisperx_assets.inputs.keys import partition_key_for
+    from whisperx_assets.inputs.sources import identify
     from whisperx_assets.defs.resources import WhisperXResource
     from whisperx_assets.defs.sensors import split_failed_batch_sensor
 
@@ -284,9 +283,10 @@ def test_a_failed_batch_run_is_split_around_the_bad_file(tmp_path, instance):
     sf.write(paths[0], np.zeros(16_000, dtype=np.float32), 16_000)
     paths[1].write_bytes(b"not audio at all" * 64)
     sf.write(paths[2], np.zeros(8_000, dtype=np.float32), 16_000)
-    keys = [partition_key_for(p) for p in paths]
-    for key, path in zip(keys, paths):
-        store.register_source(key, str(path), path.name)
+    sources = [identify(p) for p in paths]
+    keys = [source.key for source in sources]
+    for source in sources:
+        store.register(source)
     instance.add_dynamic_partitions(media_files.name, keys)
     resources = {"whisperx": WhisperXResource(), "storage": MediaStoreResource(root=str(store.root)),
                  "io_manager": ParquetIOManager(base_dir=str(store.root))}
@@ -302,8 +302,7 @@ def test_a_failed_batch_run_is_split_around_the_bad_file(tmp_path, instance):
 
     run, requests = split(tags={RANGE_START: keys[0], RANGE_END: keys[2]})
     order = instance.get_dynamic_partitions(media_files.name)
-    planned = [[r.partition_key] if r.partition_key else
-               order[order.index(r.tags[RANGE_START]):order.index(r.tags[RANGE_END]) + 1] for r in requests]
+    planned = [request_keys(r, order) for r in requests]
     assert planned == [[keys[0]], [keys[1]], [keys[2]]]  # the bad file sits between the two good ones
     assert all(r.tags["whisperx_assets/split_from"] == run.run_id for r in requests)
     # The steps that did not finish (here `media` itself), with the failed run's work so finished files are kept.

@@ -181,3 +181,45 @@ def test_a_full_store_is_retried_then_fails_the_step_without_blaming_a_file(run)
     assert "the store is full or read-only" in failure.event_specific_data.error.message
     user = failure.step_failure_data.user_failure_data
     assert user is None or FAILED_PARTITIONS not in (user.metadata or {})  # not split file by file
+
+
+FLAKY_LOADS: list[str] = []  # files whose first decode fails (Dagster copies resources: state lives here)
+
+
+class FlakyLoadWhisperX(WhisperXResource):
+    def load_audio(self, path):
+        if path.stem in FLAKY_LOADS:
+            FLAKY_LOADS.remove(path.stem)
+            raise RuntimeError("transient read error")
+        return super().load_audio(path)
+
+
+def test_media_keeps_each_files_metadata_across_a_step_retry(tmp_path, monkeypatch):
+    """`media` for a batch whose 2nd file fails once: the retry skips the 1st file (done by this work), whose
+    materialization still carries its own probe figures."""
+    import numpy as np
+    import soundfile as sf
+
+    from whisperx_assets.defs.assets import media
+    from whisperx_assets.inputs.sources import identify
+    from whisperx_assets.inputs.store import MediaStore
+
+    monkeypatch.setenv("RETRY_INITIAL_INTERVAL", "0.01")
+    store = MediaStore(tmp_path / "store")
+    sources = []
+    for name, seconds in (("first.wav", 1.0), ("second.wav", 2.0)):
+        sf.write(tmp_path / name, np.zeros(int(16_000 * seconds), dtype=np.float32), 16_000)
+        sources.append(identify(tmp_path / name))
+        store.register(sources[-1])
+    keys = [s.key for s in sources]
+    FLAKY_LOADS[:] = [keys[1]]
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(media_files.name, keys)
+        result = materialize([media], instance=instance, tags={RANGE_START: keys[0], RANGE_END: keys[-1]},
+                             resources={"whisperx": FlakyLoadWhisperX(), "storage": MediaStoreResource(root=str(store.root)),
+                                        "io_manager": ParquetIOManager(base_dir=str(store.root))})
+    assert result.success and not FLAKY_LOADS
+    assert [e.event_type_value for e in result.all_events].count("STEP_UP_FOR_RETRY") == 1
+    metadata = {e.materialization.partition: e.materialization.metadata for e in result.get_asset_materialization_events()}
+    assert {key: metadata[key]["audio_seconds"].value for key in keys} == {keys[0]: 1.0, keys[1]: 2.0}
+    assert metadata[keys[0]]["name"].value == "first.wav" and metadata[keys[0]]["dagster/row_count"].value == 1

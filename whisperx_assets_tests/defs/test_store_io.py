@@ -1,14 +1,20 @@
 """The media store and the Parquet IO manager: layout, round trip, atomicity, path safety."""
 
+import hashlib
 import os
 import shutil
+import threading
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pandas as pd
 import pytest
 from dagster import AssetKey, PartitionKeyRange, StaticPartitionsDefinition, build_input_context, build_output_context
 
 from whisperx_assets.defs.io_managers import ParquetIOManager
-from whisperx_assets.inputs.keys import content_hash, partition_key_for
+from whisperx_assets.inputs.fetch import FetchPolicy
+from whisperx_assets.inputs.keys import content_hash
+from whisperx_assets.inputs.sources import identify
 from whisperx_assets.speech.errors import MediaError
 from whisperx_assets.speech.frames import SEGMENT_DTYPES, segments_frame
 from whisperx_assets.inputs.store import MediaStore, atomic_write_bytes
@@ -82,7 +88,7 @@ def test_paths_never_escape(tmp_path):
 def test_ingest_verifies_content(tmp_path):
     source = tmp_path / "in.wav"
     source.write_bytes(b"RIFF-data")
-    key = partition_key_for(source)
+    key = identify(source).key
     store = MediaStore(tmp_path / "store")
     stored = store.ingest(key, source, "in.wav", content_hash(source))
     assert stored.read_bytes() == b"RIFF-data" and stored.parent.name == "inputs"
@@ -96,7 +102,7 @@ def test_ingest_verifies_content(tmp_path):
 def test_ingest_of_a_file_deleted_after_registration(tmp_path, monkeypatch):
     source = tmp_path / "in.wav"
     source.write_bytes(b"RIFF-data")
-    key, sha256 = partition_key_for(source), content_hash(source)
+    key, sha256 = identify(source).key, content_hash(source)
     store = MediaStore(tmp_path / "store")
     source.unlink()
     with pytest.raises(MediaError, match=r"file not found \(moved or deleted before it was ingested\)") as error:
@@ -118,10 +124,42 @@ def test_ingest_of_a_file_deleted_after_registration(tmp_path, monkeypatch):
 def test_ingest_of_a_file_replaced_after_registration(tmp_path):
     source = tmp_path / "in.wav"
     source.write_bytes(b"RIFF-data")
-    key, sha256 = partition_key_for(source), content_hash(source)
+    key, sha256 = identify(source).key, content_hash(source)
     source.write_bytes(b"RIFF-other-data")
     store = MediaStore(tmp_path / "store")
     with pytest.raises(MediaError, match="file changed after it was registered; ") as error:
         store.ingest(key, source, "in.wav", sha256)
     assert error.value.path == str(source)
     assert not list((tmp_path / "store" / "inputs").iterdir())  # no stale copy for a later run to trust
+
+
+def test_download_records_the_sha256_of_the_downloaded_bytes(tmp_path, monkeypatch):
+    payload = b"RIFF" + bytes(range(256)) * 64
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "audio/wav")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("FETCH_ALLOW_PRIVATE_ADDRESSES", "1")
+    try:
+        source = identify(f"http://127.0.0.1:{server.server_address[1]}/talk.wav")
+        store = MediaStore(tmp_path / "store")
+        store.register(source)
+        stored = store.download(source, FetchPolicy())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert stored.read_bytes() == payload and source.sha256 is None
+    sha256 = hashlib.sha256(payload).hexdigest()
+    assert store.source(source.key) == replace(source, sha256=sha256)
+    store.register(source)  # a re-run's config registers the URL again: the file is not downloaded again
+    assert store.download(source, FetchPolicy()) == stored and store.source(source.key).sha256 == sha256

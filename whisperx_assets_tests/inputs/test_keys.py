@@ -1,6 +1,7 @@
 import pytest
 
-from whisperx_assets.inputs.keys import is_valid_key, partition_key, partition_key_for, readable_name
+from whisperx_assets.inputs.keys import is_valid_key, partition_key, readable_name
+from whisperx_assets.inputs.sources import identify
 
 
 @pytest.mark.parametrize("name, readable", [
@@ -23,13 +24,13 @@ def test_key_is_safe_stable_and_content_addressed(tmp_path):
     b = tmp_path / "sub"
     b.mkdir()
     (b / "call 1.wav").write_bytes(b"RIFF-one")
-    key = partition_key_for(a)
-    assert key == partition_key_for(b / "call 1.wav")  # same bytes, same name -> same key
+    key = identify(a).key
+    assert key == identify(b / "call 1.wav").key  # same bytes, same name -> same key
     assert key.startswith("call-1-") and is_valid_key(key)
     for bad in ("..", ",", " ", "/", "\n", "."):
         assert bad not in key
     a.write_bytes(b"RIFF-two")
-    assert partition_key_for(a) != key  # changed file -> new key, processed again
+    assert identify(a).key != key  # changed file -> new key, processed again
     assert partition_key("other.wav", "0" * 64) != partition_key("call 1.wav", "0" * 64)
 
 

@@ -11,7 +11,7 @@ from pydantic import Field
 from whisperx_assets.defs.assets.metadata import record, stage_output
 from whisperx_assets.inputs.fetch import FetchPolicy
 from whisperx_assets.defs.jobs import BATCHES
-from whisperx_assets.inputs.keys import is_url
+from whisperx_assets.inputs.sources import Source, is_url, source_name
 from whisperx_assets.defs.partitions import media_files
 from whisperx_assets.defs.resources import MediaStoreResource, WhisperXResource
 from whisperx_assets.speech.errors import MediaError
@@ -43,29 +43,29 @@ def media(context: AssetExecutionContext, config: MediaSource, whisperx: Whisper
         if len(keys) != 1:
             raise Failure(f"a source in the run config names one file, but this run covers {len(keys)} partitions",
                           allow_retries=False)
-        store.register_source(keys[0], config.source, config.name or Path(config.source.split("?")[0]).name,
-                              config.sha256 or None)
+        store.register(Source(keys[0], config.source, config.name or source_name(config.source), config.sha256 or None))
 
     def ingest(key: str, _) -> pd.DataFrame:
         try:
             source = store.source(key)
         except FileNotFoundError as exc:  # permanent for this file: nothing to retry
             raise MediaError(f"partition {key}", str(exc)) from None
-        if is_url(source["source"]):
-            stored = store.download(key, source["source"], FetchPolicy.from_env())
+        if is_url(source.source):
+            stored = store.download(source, FetchPolicy())
+            source = store.source(key)  # now with the SHA-256 of the downloaded bytes
         else:
-            stored = store.ingest(key, Path(source["source"]), source["name"], source.get("sha256"))
+            stored = store.ingest(key, Path(source.source), source.name, source.sha256)
         try:
             info, _ = whisperx.load_audio(stored)
         except MediaError as exc:  # name the file the user gave, not the stored copy
-            raise MediaError(source["source"], exc.reason) from None
-        row = {"partition_key": key, "name": source["name"], "source": source["source"], "stored_path": str(stored),
-               "sha256": source.get("sha256"), "size_bytes": info.size_bytes, "format_name": info.format_name,
+            raise MediaError(source.source, exc.reason) from None
+        row = {"partition_key": key, "name": source.name, "source": source.source, "stored_path": str(stored),
+               "sha256": source.sha256, "size_bytes": info.size_bytes, "format_name": info.format_name,
                "duration": info.duration, "audio_codec": info.audio_codec, "channels": info.channels,
                "sample_rate": info.sample_rate, "has_video": info.has_video,
                "streams": json.dumps([dict(s) for s in info.streams])}
         return stage_output(pd.DataFrame([row]).astype(MEDIA_DTYPES), audio_seconds=info.duration,
-                            audio_codec=info.audio_codec, name=source["name"])
+                            audio_codec=info.audio_codec, name=source.name, sha256=source.sha256)
 
     results = run_stage(context, "media", dict.fromkeys(keys), ingest, store)
     return Output({key: record(context, key, out) for key, out in results.items()})

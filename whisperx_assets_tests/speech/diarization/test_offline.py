@@ -1,0 +1,96 @@
+"""The offline pipeline on real audio with real models: its speaker count, given or estimated, and its quality."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from whisperx_assets.evaluation.quality import Recording, diarization_error_rate, pyannote_sample_rttm_turns
+from whisperx_assets.evaluation.synthetic import synthesize_dialogue
+from whisperx_assets.speech.diarization.offline import mel_spectrogram
+from whisperx_assets_tests.conftest import read_audio
+
+slow = pytest.mark.slow
+
+# Voices and texts not used by the default dialogue, so the count estimate is checked on fresh material.
+THREE_SPEAKER_SCRIPT = [
+    ("dave", "The train was late again this morning, so I missed the first meeting."),
+    ("alice", "That happens a lot lately. Did anyone take notes?"),
+    ("bob", "Maria did. She said the client wants a new offer by Thursday."),
+    ("dave", "Thursday is very soon. We should split the work between us."),
+    ("alice", "I can write the technical part if you handle the prices."),
+    ("bob", "Fine. I will also check the delivery dates with the factory."),
+    ("dave", "Good. Let us meet again tomorrow at ten to compare our drafts."),
+    ("alice", "Ten is fine for me. I will book the small room."),
+    ("bob", "Then I will bring the latest test results."),
+]
+MONOLOGUE_SCRIPT = [("bob", text) for text in (
+    "This is a short report about the state of the garden in the early summer.",
+    "The tomatoes are growing well, but the beans need more water than last year.",
+    "I planted new flowers near the fence, and the birds seem to like them.",
+    "Next week I will repair the old shed and paint the door green.",
+    "If the weather stays dry, we can harvest the first vegetables in July.",
+)]
+
+
+@pytest.fixture(scope="module")
+def sample_rttm(sample) -> Recording:
+    """pyannote's sample with its speaker-turn reference (sample.rttm), not the sentence one (sample.stm)."""
+    return Recording(sample.path, pyannote_sample_rttm_turns())
+
+
+@pytest.fixture(scope="module")
+def three_speakers(tmp_path_factory) -> Recording:
+    path = tmp_path_factory.mktemp("three") / "three.wav"
+    return Recording(path, synthesize_dialogue(path, script=THREE_SPEAKER_SCRIPT, gaps=[0.5, 0.25]))
+
+
+@pytest.fixture(scope="module")
+def monologue(tmp_path_factory) -> Recording:
+    path = tmp_path_factory.mktemp("monologue") / "monologue.wav"
+    return Recording(path, synthesize_dialogue(path, script=MONOLOGUE_SCRIPT))
+
+
+# --- speaker count not given ----------------------------------------------------------------------------
+
+
+@slow
+def test_default_dialogue(dialogue, dialogue_turns):
+    assert dialogue_turns.speaker.nunique() == 2
+    assert diarization_error_rate(dialogue.turns, dialogue_turns) <= 0.10
+
+
+@slow
+@pytest.mark.parametrize("recording, speakers, max_error", [
+    ("sample_rttm", 2, 0.20), ("three_speakers", 3, 0.15), ("monologue", 1, 0.05)],
+    ids=["pyannote-sample", "three-speakers", "monologue"])
+def test_speakers_are_counted(diarizer, request, recording, speakers, max_error):
+    recording = request.getfixturevalue(recording)
+    turns = diarizer(read_audio(recording.path))
+    assert turns.speaker.nunique() == speakers
+    assert diarization_error_rate(recording.turns, turns) <= max_error
+
+
+# --- speaker count given --------------------------------------------------------------------------------
+
+
+@slow
+def test_num_speakers_is_honoured(diarizer, dialogue_audio, sample_audio, sample_rttm):
+    assert diarizer(dialogue_audio, num_speakers=3).speaker.nunique() == 3
+    assert diarizer(dialogue_audio, num_speakers=1).speaker.nunique() == 1
+    assert diarizer(dialogue_audio, max_speakers=1).speaker.nunique() == 1
+    assert diarizer(dialogue_audio, min_speakers=3).speaker.nunique() >= 3
+    turns = diarizer(sample_audio, num_speakers=2)
+    assert turns.speaker.nunique() == 2
+    assert diarization_error_rate(sample_rttm.turns, turns) <= 0.20
+
+
+# --- features -------------------------------------------------------------------------------------------
+
+
+def test_mel_spectrogram_matches_resemblyzer(sample_audio):
+    from resemblyzer.audio import wav_to_mel_spectrogram
+
+    audio = sample_audio[: 5 * 16_000]
+    np.testing.assert_allclose(mel_spectrogram(audio, block_frames=123), wav_to_mel_spectrogram(audio),
+                               rtol=1e-5, atol=1e-6)
