@@ -23,6 +23,15 @@ def dialogue(tmp_path_factory) -> Recording:
 
 
 @pytest.fixture(scope="session")
+def short_dialogue(tmp_path_factory) -> Recording:
+    """The dialogue's first two turns (~8 s): for tests about orchestration, not accuracy."""
+    from whisperx_assets.evaluation.synthetic import DEFAULT_SCRIPT
+
+    path = tmp_path_factory.mktemp("short-dialogue") / "short.wav"
+    return Recording(path, synthesize_dialogue(path, DEFAULT_SCRIPT[:2]))
+
+
+@pytest.fixture(scope="session")
 def sample() -> Recording:
     """pyannote.audio's bundled telephone sample (30 s, two real speakers, STM reference)."""
     return pyannote_sample()

@@ -92,11 +92,11 @@ def retry_of(instance: DagsterInstance, run_id: str):
     return runs[0] if runs else None
 
 
-def test_run_worker_killed_mid_stage(faults, dialogue):
+def test_run_worker_killed_mid_stage(faults, short_dialogue):
     """SIGKILL the run process while it transcribes: the code server reports the run failed, Dagster's run
     retry re-executes it from the failed step; `media` is not redone."""
     deployment, instance = faults
-    key = drop(deployment, dialogue.path, "worker-killed.wav")
+    key = drop(deployment, short_dialogue.path, "worker-killed.wav")
     run = wait_for(lambda: step_running(instance, key, "transcript"), 180, "transcript started", deployment)
     time.sleep(1.0)
     pid, _ = worker_process(instance, run.run_id)
@@ -115,7 +115,7 @@ def test_run_worker_killed_mid_stage(faults, dialogue):
           f"{recovered:.1f} s; redone: the transcript step of this file")
 
 
-def test_whole_deployment_killed_mid_batch_then_restarted(faults, dialogue, sample):
+def test_whole_deployment_killed_mid_batch_then_restarted(faults, dialogue, sample, short_dialogue):
     """SIGKILL every process (power loss) while a batch run transcribes its second file; start the deployment
     again. Run monitoring finds the run's worker gone and marks it failed, its `gpu` slot is freed, the run
     retry resumes it and keeps the first file's finished transcript; a file dropped after the restart runs."""
@@ -135,7 +135,7 @@ def test_whole_deployment_killed_mid_batch_then_restarted(faults, dialogue, samp
     assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED  # nobody left to say otherwise
     deployment.start()
     up = time.monotonic()
-    late = drop(deployment, sample.path, "after-restart.wav")
+    late = drop(deployment, short_dialogue.path, "after-restart.wav")
     wait_for(lambda: instance.get_run_by_id(run.run_id).is_finished, DETECTION_BOUND_S, "interrupted run marked failed",
              deployment, poll=1)
     detected = time.monotonic() - up
@@ -153,14 +153,14 @@ def test_whole_deployment_killed_mid_batch_then_restarted(faults, dialogue, samp
           f"(and one dropped after the restart) done in {recovered:.1f} s; redone: the second file's transcript")
 
 
-def test_daemon_killed_while_files_are_pending(faults, dialogue, sample):
+def test_daemon_killed_while_files_are_pending(faults, short_dialogue):
     """SIGKILL the daemon alone while a run transcribes and before another file is picked up: the run goes on
     under its code server and is not mistaken for a crashed one; the restarted daemon picks up the new file."""
     deployment, instance = faults
-    key = drop(deployment, dialogue.path, "daemon-killed.wav")
+    key = drop(deployment, short_dialogue.path, "daemon-killed.wav")
     run = wait_for(lambda: step_running(instance, key, "transcript"), 180, "transcript started", deployment)
     deployment.kill_daemon_process()
-    pending = drop(deployment, sample.path, "while-daemon-down.wav")
+    pending = drop(deployment, short_dialogue.path, "while-daemon-down.wav")
     time.sleep(5)
     deployment.start_daemon()
     up = time.monotonic()
@@ -174,7 +174,7 @@ def test_daemon_killed_while_files_are_pending(faults, dialogue, sample):
           "after the daemon restart; nothing redone")
 
 
-def test_code_server_killed_mid_stage(faults, dialogue, sample):
+def test_code_server_killed_mid_stage(faults, dialogue, short_dialogue):
     """SIGKILL the daemon's code servers while a run transcribes: the run worker lives on and finishes (run
     monitoring sees it alive, so it is not failed or run twice); the daemon starts a new code server and the
     next file is processed."""
@@ -186,7 +186,7 @@ def test_code_server_killed_mid_stage(faults, dialogue, sample):
     for pid in servers:
         os.kill(pid, 9)
     killed = time.monotonic()
-    after = drop(deployment, sample.path, "after-code-server.wav")
+    after = drop(deployment, short_dialogue.path, "after-code-server.wav")
     wait_for(lambda: combined_done(instance, [key, after]), 400, "both files done", deployment, poll=1)
     runs = {r.run_id for k in (key, after) for r in runs_for(instance, k)}
     wait_for(lambda: all(instance.get_run_by_id(r).is_finished for r in runs), 60, "runs finished", deployment)
@@ -204,14 +204,14 @@ def cmdline(pid: int) -> bytes:
         return b""
 
 
-def test_file_vanishing_before_ingestion(faults, dialogue):
+def test_file_vanishing_before_ingestion(faults, short_dialogue):
     """A file deleted from the inbox after the sensor registered it but before its run ingests it: that file
     fails once with a clear reason; the other file of the batch is done, keeping its finished `media`."""
     deployment, instance = faults
     staging = deployment.inbox / ".vanish"
     staging.mkdir()
-    shutil.copy(dialogue.path, staging / "stays.wav")
-    (staging / "vanishes.wav").write_bytes(dialogue.path.read_bytes()[:-4000])  # other bytes, another key
+    shutil.copy(short_dialogue.path, staging / "stays.wav")
+    (staging / "vanishes.wav").write_bytes(short_dialogue.path.read_bytes()[:-4000])  # other bytes, another key
     for path in sorted(staging.iterdir()):
         path.rename(deployment.inbox / path.name)
     keys = [identify(deployment.inbox / n).key for n in ("stays.wav", "vanishes.wav")]
@@ -242,7 +242,7 @@ mutation ($parent: String!) {
 }"""
 
 
-def test_store_full_then_freed(faults, dialogue):
+def test_store_full_then_freed(faults, short_dialogue):
     """The store's subtitles folder is a full tmpfs: the step retries, then fails naming the cause, with no
     partial file; once space is freed, re-executing the run from failure finishes the file without redoing
     the finished stages."""
@@ -254,7 +254,7 @@ def test_store_full_then_freed(faults, dialogue):
     try:
         filler = folder / "filler"
         subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=4k"], capture_output=True)
-        key = drop(deployment, dialogue.path, "disk-full.wav")
+        key = drop(deployment, short_dialogue.path, "disk-full.wav")
         run = wait_for(lambda: next((r for r in runs_for(instance, key) if r.is_finished), None), 300,
                        "the run ended", deployment, poll=1)
         assert run.status == DagsterRunStatus.FAILURE

@@ -18,12 +18,16 @@ from urllib.parse import urlsplit
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from whisperx_assets.defs.assets import ASSET_NAMES
-from whisperx_assets.defs.jobs import RANGE_END, RANGE_START, run_keys
+from whisperx_assets.defs.jobs import RANGE_END, RANGE_START, process_media_job, run_keys
+from whisperx_assets.defs.partitions import media_files
 from whisperx_assets.inputs.sources import Source, identify
 
-LOCATION = "whisperx_assets"
+LOCATION = "whisperx_assets"  # workspace.yaml's location_name
 REPOSITORY = "__repository__"
-JOB = "process_media"
+JOB = process_media_job.name
+# The names the GraphQL documents take as variables ($job, $partitions, $first: the asset every file's
+# partition starts with, where partition keys and submission claims are read).
+NAMES = {"job": JOB, "partitions": media_files.name, "first": {"path": [ASSET_NAMES[0]]}}
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 # A run that has left, or will leave, its partition's results: a submission of the same file and options
 # needs no other run while one of these stands.
@@ -32,8 +36,8 @@ OPTIONS_TAG, SUBMISSION_TAG = "whisperx_assets/options", "whisperx_assets/submis
 WILL_RETRY, RETRY_RUN = "dagster/will_retry", "dagster/auto_retry_run_id"
 
 ADD_PARTITION = """
-mutation ($selector: RepositorySelector!, $key: String!) {
-  addDynamicPartition(repositorySelector: $selector, partitionsDefName: "media_files", partitionKey: $key) {
+mutation ($selector: RepositorySelector!, $key: String!, $partitions: String!) {
+  addDynamicPartition(repositorySelector: $selector, partitionsDefName: $partitions, partitionKey: $key) {
     __typename
     ... on PythonError { message }
     ... on UnauthorizedError { message }
@@ -77,36 +81,36 @@ query {
 }"""
 
 RECENT_RUNS = """
-query ($limit: Int!) {
-  runsOrError(filter: {pipelineName: "process_media"}, limit: $limit) {
+query ($limit: Int!, $job: String!, $first: AssetKeyInput!) {
+  runsOrError(filter: {pipelineName: $job}, limit: $limit) {
     ... on Runs { results { runId status tags { key value } stepStats { stepKey status } } }
   }
-  assetNodeOrError(assetKey: {path: ["media"]}) { ... on AssetNode { partitionKeys } }
+  assetNodeOrError(assetKey: $first) { ... on AssetNode { partitionKeys } }
 }"""
 
 # A partition's own runs (all of them) and the recent runs, among which the batch runs over a range of
 # partitions (they have no per-partition tag to filter on).
 PARTITION_RUNS = """
-query ($key: String!, $limit: Int!) {
+query ($key: String!, $limit: Int!, $job: String!, $first: AssetKeyInput!) {
   tagged: runsOrError(filter: {tags: [{key: "dagster/partition", value: $key}]}, limit: $limit) { ...runs }
-  recent: runsOrError(filter: {pipelineName: "process_media"}, limit: $limit) { ...runs }
-  assetNodeOrError(assetKey: {path: ["media"]}) { ... on AssetNode { partitionKeys } }
+  recent: runsOrError(filter: {pipelineName: $job}, limit: $limit) { ...runs }
+  assetNodeOrError(assetKey: $first) { ... on AssetNode { partitionKeys } }
 }
 fragment runs on RunsOrError { ... on Runs { results { runId status creationTime tags { key value } } } }"""
 
 # Dagster's partition add is no lock: two adds at once can both report success. Submitters that mean to
 # launch record a claim instead, as an observation of the partition's `media`: the event log orders claims.
 CLAIM = """
-mutation ($key: String!, $claim: String!) {
-  reportRunlessAssetEvents(eventParams: {eventType: ASSET_OBSERVATION, assetKey: {path: ["media"]},
+mutation ($key: String!, $claim: String!, $first: AssetKeyInput!) {
+  reportRunlessAssetEvents(eventParams: {eventType: ASSET_OBSERVATION, assetKey: $first,
                                          partitionKeys: [$key], description: $claim}) {
     __typename ... on Error { message }
   }
 }"""
 
 CLAIMS = """
-query ($key: String!) {
-  assetOrError(assetKey: {path: ["media"]}) {
+query ($key: String!, $first: AssetKeyInput!) {
+  assetOrError(assetKey: $first) {
     ... on Asset { assetObservations(partitions: [$key], limit: 100) { timestamp description } }
   }
 }"""
@@ -212,7 +216,9 @@ class WhisperXClient(DagsterGraphQLClient):
         self.url = f"{parts.scheme}://{parts.netloc}{parts.path}"
 
     def query(self, document: str, variables: dict | None = None) -> dict:
-        return self._execute(document, variables)
+        """Run a GraphQL document; the `NAMES` it declares as variables are filled in."""
+        names = {k: v for k, v in NAMES.items() if f"${k}:" in document}
+        return self._execute(document, {**names, **(variables or {})})
 
     def add_partition(self, key: str) -> bool:
         """True if added, False if it already existed."""
