@@ -96,6 +96,27 @@ def diarization_error_rate(reference: list[Turn], hypothesis: pd.DataFrame | lis
     return float(metric(_annotation(reference), _annotation(hypothesis)))
 
 
+def one_speaker_of_sample(path: str | Path, speaker: str, min_seconds: float = 20.0, gap: float = 0.5) -> Recording:
+    """Real single-voice speech: the turns of one speaker of pyannote's sample (by its RTTM), joined with `gap`
+    s of silence and repeated until at least `min_seconds` long, written to `path`. Its reference turns are
+    the pieces, all that speaker's (texts unknown: for speaker counts and DER, not WER)."""
+    import soundfile as sf
+
+    audio, rate = sf.read(pyannote_sample().path, dtype="float32")
+    pieces = [audio[int(t.start * rate):int(t.end * rate)] for t in pyannote_sample_rttm_turns() if t.speaker == speaker]
+    if not pieces:
+        raise ValueError(f"no speaker {speaker!r} in pyannote's sample")
+    silence = np.zeros(int(gap * rate), dtype=np.float32)
+    out, turns, cursor = [silence], [], len(silence)
+    while cursor < min_seconds * rate:
+        for piece in pieces:
+            turns.append(Turn(speaker, cursor / rate, (cursor + len(piece)) / rate, ""))
+            out += [piece, silence]
+            cursor += len(piece) + len(silence)
+    sf.write(path, np.concatenate(out), rate, subtype="PCM_16")
+    return Recording(Path(path), turns)
+
+
 def turn_boundary_errors(turns: list[Turn], words: pd.DataFrame) -> np.ndarray:
     """|error| in seconds of each reference turn's start and end as given by the first and last word timed
     inside it. Each word belongs to the turn nearest its middle (turns are separated by silences)."""

@@ -18,12 +18,18 @@ import soundfile as sf
 
 from whisperx_assets.speech.media import SAMPLE_RATE
 
-# Voices that espeak-ng renders clearly distinct (different variants and pitch).
+# Voices that espeak-ng renders clearly distinct (different variants and pitch): (voice, speed, pitch).
 VOICES = {
     "alice": ("en-us+f3", 165, 60),
     "bob": ("en-gb+m3", 150, 35),
     "carol": ("en-us+f5", 175, 75),
     "dave": ("en-us+m1", 140, 25),
+    "greta": ("de+f3", 155, 60),
+    "hans": ("de+m3", 145, 30),
+    "lucia": ("es+f3", 160, 65),
+    "pablo": ("es+m3", 150, 30),
+    "claire": ("fr+f3", 160, 60),
+    "jean": ("fr+m3", 150, 30),
 }
 
 DEFAULT_SCRIPT: list[tuple[str, str]] = [
@@ -36,6 +42,46 @@ DEFAULT_SCRIPT: list[tuple[str, str]] = [
     ("alice", "I will ask them to send everything before the end of the month."),
     ("bob", "Perfect. Then I can prepare a new schedule for the next meeting."),
 ]
+
+
+# Scripts with voices and texts not used by the default dialogue, for counts and languages.
+THREE_SPEAKER_SCRIPT = [
+    ("dave", "The train was late again this morning, so I missed the first meeting."),
+    ("alice", "That happens a lot lately. Did anyone take notes?"),
+    ("bob", "Maria did. She said the client wants a new offer by Thursday."),
+    ("dave", "Thursday is very soon. We should split the work between us."),
+    ("alice", "I can write the technical part if you handle the prices."),
+    ("bob", "Fine. I will also check the delivery dates with the factory."),
+    ("dave", "Good. Let us meet again tomorrow at ten to compare our drafts."),
+    ("alice", "Ten is fine for me. I will book the small room."),
+    ("bob", "Then I will bring the latest test results."),
+]
+MONOLOGUE_TEXTS = (
+    "This is a short report about the state of the garden in the early summer.",
+    "The tomatoes are growing well, but the beans need more water than last year.",
+    "I planted new flowers near the fence, and the birds seem to like them.",
+    "Next week I will repair the old shed and paint the door green.",
+    "If the weather stays dry, we can harvest the first vegetables in July.",
+)
+MONOLOGUE_SCRIPT = [("bob", text) for text in MONOLOGUE_TEXTS]
+# Two-voice dialogues in other languages: {language: script}.
+FOREIGN_SCRIPTS = {
+    "de": [("greta", "Guten Morgen. Hast du den Bericht für die Sitzung schon gelesen?"),
+           ("hans", "Ja, gestern Abend. Die Zahlen für den Sommer sehen gut aus."),
+           ("greta", "Dann sollten wir das Projekt im Herbst beginnen."),
+           ("hans", "Einverstanden. Ich schreibe heute noch an die Kunden."),
+           ("greta", "Sehr gut. Wir sprechen morgen wieder darüber.")],
+    "es": [("lucia", "Buenos días. ¿Has leído el informe para la reunión?"),
+           ("pablo", "Sí, anoche. Las cifras del verano son muy buenas."),
+           ("lucia", "Entonces podemos empezar el proyecto en otoño."),
+           ("pablo", "De acuerdo. Hoy escribo a los clientes."),
+           ("lucia", "Muy bien. Hablamos otra vez mañana.")],
+    "fr": [("claire", "Bonjour. As-tu lu le rapport pour la réunion?"),
+           ("jean", "Oui, hier soir. Les chiffres de l'été sont très bons."),
+           ("claire", "Alors nous pouvons commencer le projet en automne."),
+           ("jean", "D'accord. J'écris aux clients aujourd'hui."),
+           ("claire", "Très bien. Nous en reparlons demain.")],
+}
 
 
 @dataclass(frozen=True)
