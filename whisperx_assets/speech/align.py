@@ -117,6 +117,37 @@ def _pocketsphinx_word_times(audio: np.ndarray, words: list[str], decoders) -> l
     return times
 
 
+VOICE_FRAME = SAMPLE_RATE // 100  # 10 ms
+
+
+def voiced_frames(audio: np.ndarray) -> np.ndarray:
+    """Per 10 ms frame of `audio`: whether it is louder than the file's noise floor by a quarter of the way to
+    its loud speech (an energy detector: enough to find the silences a word must not cover)."""
+    n = len(audio) // VOICE_FRAME
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    power = np.mean(np.square(audio[: n * VOICE_FRAME].reshape(n, VOICE_FRAME), dtype=np.float64), axis=1)
+    level = 10 * np.log10(power + 1e-12)
+    floor, loud = max(np.percentile(level, 10), -90.0), np.percentile(level, 95)
+    return level > floor + 0.25 * (loud - floor)
+
+
+def clip_to_voice(starts: np.ndarray, ends: np.ndarray, voiced: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shrink each word's span (seconds) to the voiced frames inside it: aligners stretch a turn's first word
+    back over the pause before it, and a word's end over the pause after it. Spans with no voiced frame, or
+    not timed, are left as they are."""
+    starts, ends = starts.copy(), ends.copy()
+    for i, (start, end) in enumerate(zip(starts, ends)):
+        if np.isnan(start) or np.isnan(end):
+            continue
+        first, last = int(start * 100), int(np.ceil(end * 100))
+        inside = np.flatnonzero(voiced[first:last])
+        if inside.size:
+            starts[i] = max(start, (first + inside[0]) / 100)
+            ends[i] = min(end, (first + inside[-1] + 1) / 100)
+    return starts, ends
+
+
 class Aligner:
     """A loaded alignment backend; call it with a transcript's segments and the audio."""
 
@@ -192,13 +223,15 @@ class Aligner:
                                     return_char_alignments=config.return_char_alignments)
             aligned = result["segments"]
         else:
-            aligned = [s for row in segments.itertuples(index=False) for s in self._align_segment(row, audio, config)]
+            voiced = voiced_frames(audio)
+            aligned = [s for row in segments.itertuples(index=False)
+                       for s in self._align_segment(row, audio, voiced, config)]
         facts = StageFacts(stage="alignment", model=self.model_name, backend=self.backend, device=self.device,
                            language=self.language, audio_seconds=len(audio) / SAMPLE_RATE,
                            wall_seconds=time.perf_counter() - started)
         return AlignmentResult(segments_frame(aligned, self.language), words_frame(aligned), facts)
 
-    def _align_segment(self, row, audio: np.ndarray, config: SpeechConfig) -> list[dict]:
+    def _align_segment(self, row, audio: np.ndarray, voiced: np.ndarray, config: SpeechConfig) -> list[dict]:
         text = str(row.text)
         words = _split_words(text, self.language)
         if not words:
@@ -223,6 +256,7 @@ class Aligner:
 
             frame["start"] = interpolate_nans(frame["start"], method=config.interpolate_method)
             frame["end"] = interpolate_nans(frame["end"], method=config.interpolate_method)
+        frame["start"], frame["end"] = clip_to_voice(frame["start"].to_numpy(float), frame["end"].to_numpy(float), voiced)
         word_dicts = [{"word": w, "start": s, "end": e, "score": sc}
                       for (w, _, _), s, e, sc in zip(words, frame["start"], frame["end"], frame["score"])]
         # One output segment per sentence, as whisperX's own aligner does.
