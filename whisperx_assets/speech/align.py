@@ -132,10 +132,16 @@ def voiced_frames(audio: np.ndarray) -> np.ndarray:
     return level > floor + 0.25 * (loud - floor)
 
 
-def clip_to_voice(starts: np.ndarray, ends: np.ndarray, voiced: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+SENTENCE_END = (".", "?", "!", "。", "？", "！")
+
+
+def clip_to_voice(starts: np.ndarray, ends: np.ndarray, voiced: np.ndarray,
+                  words: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Shrink each word's span (seconds) to the voiced frames inside it: aligners stretch a turn's first word
-    back over the pause before it, and a word's end over the pause after it. Spans with no voiced frame, or
-    not timed, are left as they are."""
+    back over the pause before it, and a word's end over the pause after it. A span wholly in silence (an
+    interpolated time) moves to the voice beside it when `words` tell which: a sentence's last word ends where
+    the voice before it ends, a sentence's first word starts where the next voice starts. Other spans with no
+    voiced frame, and untimed ones, are left as they are."""
     starts, ends = starts.copy(), ends.copy()
     for i, (start, end) in enumerate(zip(starts, ends)):
         if np.isnan(start) or np.isnan(end):
@@ -145,6 +151,15 @@ def clip_to_voice(starts: np.ndarray, ends: np.ndarray, voiced: np.ndarray) -> t
         if inside.size:
             starts[i] = max(start, (first + inside[0]) / 100)
             ends[i] = min(end, (first + inside[-1] + 1) / 100)
+        elif words is not None:
+            duration = end - start
+            before, after = np.flatnonzero(voiced[:first]), np.flatnonzero(voiced[last:])
+            if words[i].endswith(SENTENCE_END) and before.size:
+                ends[i] = (before[-1] + 1) / 100
+                starts[i] = max(ends[i] - duration, ends[i - 1] if i and not np.isnan(ends[i - 1]) else 0.0)
+            elif (i == 0 or words[i - 1].endswith(SENTENCE_END)) and after.size:
+                starts[i] = (last + after[0]) / 100
+                ends[i] = starts[i] + duration
     return starts, ends
 
 
@@ -256,7 +271,8 @@ class Aligner:
 
             frame["start"] = interpolate_nans(frame["start"], method=config.interpolate_method)
             frame["end"] = interpolate_nans(frame["end"], method=config.interpolate_method)
-        frame["start"], frame["end"] = clip_to_voice(frame["start"].to_numpy(float), frame["end"].to_numpy(float), voiced)
+        frame["start"], frame["end"] = clip_to_voice(frame["start"].to_numpy(float), frame["end"].to_numpy(float), voiced,
+                                                     [w for w, _, _ in words])
         word_dicts = [{"word": w, "start": s, "end": e, "score": sc}
                       for (w, _, _), s, e, sc in zip(words, frame["start"], frame["end"], frame["score"])]
         # One output segment per sentence, as whisperX's own aligner does.

@@ -131,6 +131,13 @@ def test_word_spans_shrink_to_the_voice_inside_them():
     assert (starts[1], ends[1]) == (1.2, 1.4)  # inside the voice: unchanged, never widened
     assert (starts[2], ends[2]) == (0.1, 0.6)  # no voice inside: left as it was
     assert np.isnan(starts[3]) and np.isnan(ends[3])
+    # Wholly in a pause (an interpolated time): a sentence's last word goes back to the end of the voice before
+    # it, a sentence's first word forward to the start of the voice after it; a word inside a sentence stays.
+    starts, ends = clip_to_voice(np.array([2.2, 0.3, 0.3]), np.array([2.5, 0.6, 0.6]), voiced,
+                                 ["done.", "Next", "word"])
+    assert (starts[0], ends[0]) == pytest.approx((1.7, 2.0))
+    assert (starts[1], ends[1]) == pytest.approx((1.0, 1.3))
+    assert (starts[2], ends[2]) == (0.3, 0.6)
 
 
 @pytest.mark.parametrize("language", ["de", "es", "fr"])
