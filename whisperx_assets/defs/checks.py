@@ -11,16 +11,26 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec
 TOLERANCE_S = 0.5  # times may run a little past the decoded end (VAD and frame rounding)
 
 
-def check_result(name: str, asset: str, problems: dict[str, list[str]], **metadata) -> AssetCheckResult:
+def check_result(name: str, asset: str, problems: dict[str, list[str]],
+                 severity: AssetCheckSeverity = AssetCheckSeverity.ERROR, **metadata) -> AssetCheckResult:
     """`problems`: {partition key: problems found}; passed when there are none."""
     found = {key: p for key, p in problems.items() if p}
     if len(problems) == 1:
         text = "; ".join(next(iter(problems.values()))) or "none"
     else:
         text = " | ".join(f"{key}: {'; '.join(p)}" for key, p in found.items()) or "none"
-    return AssetCheckResult(check_name=name, asset_key=asset, passed=not found, severity=AssetCheckSeverity.ERROR,
+    return AssetCheckResult(check_name=name, asset_key=asset, passed=not found, severity=severity,
                             metadata={"problems": text, "partitions_checked": len(problems),
                                       "partitions_failing": len(found), **metadata})
+
+
+def spans_text(spans: list[tuple[float, float]]) -> str:
+    return ", ".join(f"{start:.2f}-{end:.2f} s" for start, end in spans) or "none"
+
+
+def speech_problems(facts: dict) -> list[str]:
+    missing = facts.get("speech_missing", "none")
+    return [] if missing == "none" else [f"no words for the speech at {missing}"]
 
 
 def times_inside_audio(frame: pd.DataFrame, duration: float, start: str = "start", end: str = "end") -> list[str]:
@@ -50,6 +60,9 @@ def speaker_problems(table: pd.DataFrame, turns: pd.DataFrame) -> list[str]:
 
 
 CHECK_SPECS = {
+    "transcript": [AssetCheckSpec("speech_transcribed", asset="transcript",
+                                  description="every voice-active region has words (regions the batched decoding "
+                                              "missed are decoded again on their own; a warning names any left)")],
     "alignment": [AssetCheckSpec("word_times_valid", asset="alignment",
                                  description="word times ordered within each sentence and inside the audio")],
     "diarization": [AssetCheckSpec("turns_valid", asset="diarization", description="turns inside the audio")],

@@ -99,10 +99,10 @@ def require_tools() -> None:
 
 
 def _speak(text: str, voice: str, speed: int, pitch: int, path: Path) -> np.ndarray:
-    raw = path.with_suffix(".raw.wav")
+    raw = path.with_suffix(".raw.wav")  # sox -D: no dither, so the same script always gives the same audio
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(raw), text],
                    check=True, capture_output=True)
-    subprocess.run(["sox", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(path)],
+    subprocess.run(["sox", "-D", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(path)],
                    check=True, capture_output=True)
     audio, sr = sf.read(path, dtype="float32")
     assert sr == SAMPLE_RATE

@@ -163,6 +163,49 @@ def clip_to_voice(starts: np.ndarray, ends: np.ndarray, voiced: np.ndarray,
     return starts, ends
 
 
+MAX_VOICE_GAP = 5  # 10 ms frames: a stop consonant's closure is silent inside a word
+MAX_STRETCH = 50  # 10 ms frames a word's edge may move out to reach the voice around it
+
+
+def stretch_to_voice(starts: np.ndarray, ends: np.ndarray, voiced: np.ndarray, words: list[str],
+                     bounds: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Move a sentence's first word's start back, and its last word's end forward, to the edge of the voice
+    they are part of (aligners often give a sentence's edge phones to silence), never past the neighbouring
+    word, `bounds` (s) or a silence longer than MAX_VOICE_GAP frames."""
+    starts, ends = starts.copy(), ends.copy()
+    n = len(words)
+    for i in range(n):
+        if np.isnan(starts[i]) or np.isnan(ends[i]):
+            continue
+        if i == 0 or words[i - 1].endswith(SENTENCE_END):
+            limit = max(bounds[0], ends[i - 1] if i and not np.isnan(ends[i - 1]) else bounds[0])
+            starts[i] = _voice_edge(voiced, starts[i], -1, limit)
+        if i == n - 1 or words[i].endswith(SENTENCE_END):
+            limit = min(bounds[1], starts[i + 1] if i < n - 1 and not np.isnan(starts[i + 1]) else bounds[1])
+            ends[i] = _voice_edge(voiced, ends[i], +1, limit)
+    return starts, ends
+
+
+def _voice_edge(voiced: np.ndarray, time: float, step: int, limit: float) -> float:
+    """Where the voice at `time` ends going `step` (-1 back, +1 forward), not beyond `limit` (s)."""
+    frame = int(round(time * 100))
+    if step < 0:
+        lo, hi = max(int(np.ceil(limit * 100)), frame - MAX_STRETCH, 0), frame
+    else:
+        lo, hi = frame, min(int(limit * 100), frame + MAX_STRETCH, len(voiced))
+    edge, gap = frame, 0
+    i = frame - 1 if step < 0 else frame
+    while lo <= i < hi:
+        if voiced[i]:
+            edge, gap = (i if step < 0 else i + 1), 0
+        else:
+            gap += 1
+            if gap > MAX_VOICE_GAP:
+                break
+        i += step
+    return edge / 100 if (edge - frame) * step > 0 else time
+
+
 class Aligner:
     """A loaded alignment backend; call it with a transcript's segments and the audio."""
 
@@ -271,8 +314,9 @@ class Aligner:
 
             frame["start"] = interpolate_nans(frame["start"], method=config.interpolate_method)
             frame["end"] = interpolate_nans(frame["end"], method=config.interpolate_method)
-        frame["start"], frame["end"] = clip_to_voice(frame["start"].to_numpy(float), frame["end"].to_numpy(float), voiced,
-                                                     [w for w, _, _ in words])
+        texts = [w for w, _, _ in words]
+        starts, ends = clip_to_voice(frame["start"].to_numpy(float), frame["end"].to_numpy(float), voiced, texts)
+        frame["start"], frame["end"] = stretch_to_voice(starts, ends, voiced, texts, (row.start, row.end))
         word_dicts = [{"word": w, "start": s, "end": e, "score": sc}
                       for (w, _, _), s, e, sc in zip(words, frame["start"], frame["end"], frame["score"])]
         # One output segment per sentence, as whisperX's own aligner does.

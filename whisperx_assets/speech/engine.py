@@ -104,7 +104,7 @@ class SpeechEngine:
         def load():
             # The whisper backend reuses the transcriber's model instead of loading a second copy.
             needs_whisper = config.align_backend == "whisper" or (config.align_backend == "auto" and language != "en")
-            whisper = self.transcriber(config).pipeline.model if needs_whisper else None
+            whisper = self.transcriber(config).model if needs_whisper else None
             return Aligner(config, language, whisper)
 
         return self._model("aligner", Aligner.load_key(config, language), load)(segments, audio, config)

@@ -112,8 +112,10 @@ def test_one_run_materializes_every_partition_with_its_own_metadata(pipeline, ba
     assert by[("diarization", dialogue_key)]["speakers"].value == 2
     assert by[("alignment", dialogue_key)]["backend"].value == "pocketsphinx"
     assert by[("alignment", silence_key)]["backend"].value == "none (empty transcript)"
+    assert by[("transcript", dialogue_key)]["speech_regions"].value >= 8  # at least one per turn
+    assert by[("transcript", dialogue_key)]["speech_missing"].value == "none"
     checks = result.get_asset_check_evaluations()
-    assert len(checks) == 4 and all(c.passed for c in checks)
+    assert len(checks) == 5 and all(c.passed for c in checks)
     assert all(c.metadata["partitions_checked"].value == 3 for c in checks)
 
 

@@ -9,10 +9,11 @@ Each step covers the run's partitions (one file, or a batch) and works file by f
 from pathlib import Path
 
 import pandas as pd
-from dagster import AssetExecutionContext, Output, asset
+from dagster import AssetCheckSeverity, AssetExecutionContext, Output, asset
 
 from whisperx_assets.defs.assets.metadata import record, stage_output
-from whisperx_assets.defs.checks import CHECK_SPECS, check_result, speaker_problems, times_inside_audio, word_time_problems
+from whisperx_assets.defs.checks import (CHECK_SPECS, check_result, spans_text, speaker_problems, speech_problems,
+                                         times_inside_audio, word_time_problems)
 from whisperx_assets.defs.jobs import BATCHES
 from whisperx_assets.defs.partitions import media_files
 from whisperx_assets.defs.resources import MediaStoreResource, WhisperXResource
@@ -33,17 +34,21 @@ def _duration(media: pd.DataFrame) -> float:
 
 
 @asset(partitions_def=media_files, backfill_policy=BATCHES, pool=GPU_POOL, group_name="speech",
-       kinds={"whisperx", "parquet"})
+       kinds={"whisperx", "parquet"}, check_specs=CHECK_SPECS["transcript"])
 def transcript(context: AssetExecutionContext, media: Frames, whisperx: WhisperXResource,
-               storage: MediaStoreResource) -> Output[Frames]:
-    """Segments transcribed by whisperX's batched pipeline (language detected unless configured)."""
+               storage: MediaStoreResource):
+    """Sentence segments decoded in batches by Whisper (language detected unless configured)."""
 
     def transcribe(key: str, m: pd.DataFrame):
         result = whisperx.engine.transcribe(_audio(whisperx, m))
-        return stage_output(result.segments, result.facts)
+        coverage = result.coverage
+        return stage_output(result.segments, result.facts, speech_regions=coverage.regions,
+                            speech_recovered=spans_text(coverage.recovered), speech_missing=spans_text(coverage.missing))
 
     results = run_stage(context, "transcript", media, transcribe, storage.store, whisperx.free_memory)
-    return Output({key: record(context, key, out) for key, out in results.items()})
+    yield Output({key: record(context, key, out) for key, out in results.items()})
+    yield check_result("speech_transcribed", "transcript", {key: speech_problems(out.facts) for key, out in results.items()},
+                       severity=AssetCheckSeverity.WARN)
 
 
 @asset(partitions_def=media_files, backfill_policy=BATCHES, pool=GPU_POOL, group_name="speech",
