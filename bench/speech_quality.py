@@ -3,7 +3,7 @@
     uv run python bench/speech_quality.py [--json OUT] [--only NAME ...]
 
 Recordings: generated espeak-ng dialogues with exact turns (English with two and three voices, monologues in
-three voices, German, Spanish and French with two voices, language detected), pyannote's real telephone
+three voices, German, Spanish and French with two voices and with one, language detected), pyannote's real telephone
 sample, and each of its two speakers alone (real single-voice speech, cut by its RTTM). Prints per recording:
 WER (where the text is known), DER (speaker count not given, 0.25 s collar), speakers found and true, the
 turn-boundary error of the word timings (mean and worst, over every turn's start and end), the language
@@ -25,7 +25,7 @@ from whisperx_assets.evaluation.quality import (Recording, diarization_error_rat
                                                 pyannote_sample, pyannote_sample_rttm_turns,
                                                 turn_boundary_errors, word_error_rate)
 from whisperx_assets.evaluation.synthetic import (FOREIGN_SCRIPTS, MONOLOGUE_TEXTS,  # noqa: E402
-                                                  THREE_SPEAKER_SCRIPT, synthesize_dialogue)
+                                                  THREE_SPEAKER_SCRIPT, foreign_monologue, synthesize_dialogue)
 from whisperx_assets.speech import SpeechConfig, SpeechEngine  # noqa: E402
 
 
@@ -42,6 +42,7 @@ def recordings(folder: Path) -> dict[str, tuple[Recording, list | None, bool]]:
                                            True)
     for language, script in FOREIGN_SCRIPTS.items():
         made[f"{language}-dialogue-2"] = (generated(f"{language}-dialogue", script), None, True)
+        made[f"{language}-monologue-1"] = (generated(f"{language}-monologue", foreign_monologue(language)), None, True)
     made["real-sample-2"] = (pyannote_sample(), pyannote_sample_rttm_turns(), True)
     for speaker in ("speaker90", "speaker91"):
         made[f"real-{speaker}-1"] = (one_speaker_of_sample(folder / f"{speaker}.wav", speaker), None, False)
@@ -56,7 +57,8 @@ def measure(engine: SpeechEngine, recording: Recording, rttm: list | None, text_
     return {
         "audio_seconds": round(result.media.duration, 1),
         "language": result.transcript.language,
-        "wer": round(word_error_rate(recording.text, " ".join(result.transcript.segments["text"])), 4)
+        "wer": round(word_error_rate(recording.text, " ".join(result.transcript.segments["text"]),
+                                     result.transcript.language), 4)
         if text_known else None,
         "der": round(diarization_error_rate(rttm or recording.turns, result.diarization.turns), 4),
         "speakers_found": int(result.diarization.turns["speaker"].nunique()),

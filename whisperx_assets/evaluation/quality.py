@@ -17,10 +17,6 @@ import pandas as pd
 
 from whisperx_assets.evaluation.synthetic import Turn
 
-_NUMBER_WORDS = {"0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five",
-                 "6": "six", "7": "seven", "8": "eight", "9": "nine", "10": "ten"}
-
-
 @dataclass(frozen=True)
 class Recording:
     """An audio file with its reference turns (speaker, start, end, text)."""
@@ -61,17 +57,26 @@ def pyannote_sample_rttm_turns() -> list[Turn]:
     return turns
 
 
-def normalize_text(text: str) -> str:
-    text = text.lower().replace("-", " ")
-    text = re.sub(r"[^\w\s']", " ", text)
-    words = [_NUMBER_WORDS.get(w, w) for w in text.split()]
-    return " ".join(words)
+def _number_words(match: re.Match, language: str) -> str:
+    from num2words import num2words
+
+    try:
+        return " " + num2words(int(match.group()), lang=language) + " "
+    except NotImplementedError:  # a language num2words does not know: leave the digits
+        return match.group()
 
 
-def word_error_rate(reference: str, hypothesis: str) -> float:
+def normalize_text(text: str, language: str = "en") -> str:
+    """Lower case, no punctuation, numbers in words ("10" and "ten" are the same word to a listener)."""
+    text = re.sub(r"\d+", lambda m: _number_words(m, language), text.lower())
+    text = re.sub(r"[^\w\s']", " ", text.replace("-", " "))
+    return " ".join(text.split())
+
+
+def word_error_rate(reference: str, hypothesis: str, language: str = "en") -> float:
     import jiwer
 
-    ref, hyp = normalize_text(reference), normalize_text(hypothesis)
+    ref, hyp = normalize_text(reference, language), normalize_text(hypothesis, language)
     if not ref:
         return 0.0 if not hyp else 1.0
     return float(jiwer.wer(ref, hyp))

@@ -84,6 +84,13 @@ FOREIGN_SCRIPTS = {
 }
 
 
+
+def foreign_monologue(language: str) -> list[tuple[str, str]]:
+    """Every line of `language`'s dialogue read by its second voice: one voice, one speaker."""
+    script = FOREIGN_SCRIPTS[language]
+    return [(script[1][0], text) for _, text in script]
+
+
 @dataclass(frozen=True)
 class Turn:
     speaker: str

@@ -7,7 +7,8 @@ import pytest
 
 from whisperx_assets.evaluation.quality import (Recording, diarization_error_rate, one_speaker_of_sample,
                                                 pyannote_sample_rttm_turns)
-from whisperx_assets.evaluation.synthetic import MONOLOGUE_SCRIPT, THREE_SPEAKER_SCRIPT, synthesize_dialogue
+from whisperx_assets.evaluation.synthetic import (MONOLOGUE_SCRIPT, MONOLOGUE_TEXTS, THREE_SPEAKER_SCRIPT,
+                                                  foreign_monologue, synthesize_dialogue)
 from whisperx_assets.speech.diarization.offline import mel_spectrogram
 from whisperx_assets_tests.conftest import read_audio
 
@@ -32,6 +33,19 @@ def monologue(tmp_path_factory) -> Recording:
 
 
 # --- speaker count not given ----------------------------------------------------------------------------
+
+
+@slow
+@pytest.mark.parametrize("language", ["en-dave", "de", "es", "fr"])
+def test_one_generated_voice_is_one_speaker(diarizer, tmp_path, language):
+    """Monologues in other voices and languages than the fixture's (dave in English, and each language's
+    second voice reading its dialogue): one speaker, nothing missed."""
+    path = tmp_path / f"{language}.wav"
+    script = [("dave", t) for t in MONOLOGUE_TEXTS] if language == "en-dave" else foreign_monologue(language)
+    recording = Recording(path, synthesize_dialogue(path, script=script))
+    turns = diarizer(read_audio(path))
+    assert turns.speaker.nunique() == 1
+    assert diarization_error_rate(recording.turns, turns) <= 0.05
 
 
 @slow
