@@ -132,14 +132,11 @@ def voiced_frames(audio: np.ndarray) -> np.ndarray:
     return level > floor + 0.25 * (loud - floor)
 
 
-SENTENCE_END = (".", "?", "!", "。", "？", "！")
-
-
 def clip_to_voice(starts: np.ndarray, ends: np.ndarray, voiced: np.ndarray,
-                  words: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  ends_sentence: list[bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Shrink each word's span (seconds) to the voiced frames inside it: aligners stretch a turn's first word
     back over the pause before it, and a word's end over the pause after it. A span wholly in silence (an
-    interpolated time) moves to the voice beside it when `words` tell which: a sentence's last word ends where
+    interpolated time) moves to the voice beside it when `ends_sentence` (per word) tells which: a sentence's last word ends where
     the voice before it ends, a sentence's first word starts where the next voice starts. Other spans with no
     voiced frame, and untimed ones, are left as they are."""
     starts, ends = starts.copy(), ends.copy()
@@ -151,13 +148,13 @@ def clip_to_voice(starts: np.ndarray, ends: np.ndarray, voiced: np.ndarray,
         if inside.size:
             starts[i] = max(start, (first + inside[0]) / 100)
             ends[i] = min(end, (first + inside[-1] + 1) / 100)
-        elif words is not None:
+        elif ends_sentence is not None:
             duration = end - start
             before, after = np.flatnonzero(voiced[:first]), np.flatnonzero(voiced[last:])
-            if words[i].endswith(SENTENCE_END) and before.size:
+            if ends_sentence[i] and before.size:
                 ends[i] = (before[-1] + 1) / 100
                 starts[i] = max(ends[i] - duration, ends[i - 1] if i and not np.isnan(ends[i - 1]) else 0.0)
-            elif (i == 0 or words[i - 1].endswith(SENTENCE_END)) and after.size:
+            elif (i == 0 or ends_sentence[i - 1]) and after.size:
                 starts[i] = (last + after[0]) / 100
                 ends[i] = starts[i] + duration
     return starts, ends
@@ -167,20 +164,20 @@ MAX_VOICE_GAP = 5  # 10 ms frames: a stop consonant's closure is silent inside a
 MAX_STRETCH = 50  # 10 ms frames a word's edge may move out to reach the voice around it
 
 
-def stretch_to_voice(starts: np.ndarray, ends: np.ndarray, voiced: np.ndarray, words: list[str],
+def stretch_to_voice(starts: np.ndarray, ends: np.ndarray, voiced: np.ndarray, ends_sentence: list[bool],
                      bounds: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
     """Move a sentence's first word's start back, and its last word's end forward, to the edge of the voice
     they are part of (aligners often give a sentence's edge phones to silence), never past the neighbouring
     word, `bounds` (s) or a silence longer than MAX_VOICE_GAP frames."""
     starts, ends = starts.copy(), ends.copy()
-    n = len(words)
+    n = len(ends_sentence)
     for i in range(n):
         if np.isnan(starts[i]) or np.isnan(ends[i]):
             continue
-        if i == 0 or words[i - 1].endswith(SENTENCE_END):
+        if i == 0 or ends_sentence[i - 1]:
             limit = max(bounds[0], ends[i - 1] if i and not np.isnan(ends[i - 1]) else bounds[0])
             starts[i] = _voice_edge(voiced, starts[i], -1, limit)
-        if i == n - 1 or words[i].endswith(SENTENCE_END):
+        if i == n - 1 or ends_sentence[i]:
             limit = min(bounds[1], starts[i + 1] if i < n - 1 and not np.isnan(starts[i + 1]) else bounds[1])
             ends[i] = _voice_edge(voiced, ends[i], +1, limit)
     return starts, ends
@@ -314,22 +311,25 @@ class Aligner:
 
             frame["start"] = interpolate_nans(frame["start"], method=config.interpolate_method)
             frame["end"] = interpolate_nans(frame["end"], method=config.interpolate_method)
-        texts = [w for w, _, _ in words]
-        starts, ends = clip_to_voice(frame["start"].to_numpy(float), frame["end"].to_numpy(float), voiced, texts)
-        frame["start"], frame["end"] = stretch_to_voice(starts, ends, voiced, texts, (row.start, row.end))
+        spans = sentence_spans(text, self.language, self.cache_dir)
+        members = [[i for i, (_, c0, c1) in enumerate(words) if c0 >= s_start and c1 <= s_end] for s_start, s_end in spans]
+        ends_sentence = [False] * len(words)
+        for member in filter(None, members):
+            ends_sentence[member[-1]] = True
+        starts, ends = clip_to_voice(frame["start"].to_numpy(float), frame["end"].to_numpy(float), voiced, ends_sentence)
+        starts, ends = stretch_to_voice(starts, ends, voiced, ends_sentence, (row.start, row.end))
         word_dicts = [{"word": w, "start": s, "end": e, "score": sc}
-                      for (w, _, _), s, e, sc in zip(words, frame["start"], frame["end"], frame["score"])]
+                      for (w, _, _), s, e, sc in zip(words, starts, ends, frame["score"])]
         # One output segment per sentence, as whisperX's own aligner does.
         sentences = []
-        for s_start, s_end in sentence_spans(text, self.language, self.cache_dir):
-            members = [wd for wd, (_, c0, c1) in zip(word_dicts, words) if c0 >= s_start and c1 <= s_end]
-            timed = [wd for wd in members if not np.isnan(wd["start"])]
+        for (s_start, s_end), member in zip(spans, members):
+            timed = [word_dicts[i] for i in member if not np.isnan(word_dicts[i]["start"])]
             sentences.append({
                 "text": text[s_start:s_end],
                 "start": round(float(timed[0]["start"]), 3) if timed else row.start,
                 "end": round(float(timed[-1]["end"]), 3) if timed else row.end,
-                "words": [{k: (round(float(v), 3) if k != "word" and not np.isnan(v) else v) for k, v in wd.items()}
-                          for wd in members],
+                "words": [{k: (round(float(v), 3) if k != "word" and not np.isnan(v) else v) for k, v in word_dicts[i].items()}
+                          for i in member],
             })
         return sentences
 

@@ -147,7 +147,7 @@ def test_word_spans_shrink_to_the_voice_inside_them():
     # Wholly in a pause (an interpolated time): a sentence's last word goes back to the end of the voice before
     # it, a sentence's first word forward to the start of the voice after it; a word inside a sentence stays.
     starts, ends = clip_to_voice(np.array([2.2, 0.3, 0.3]), np.array([2.5, 0.6, 0.6]), voiced,
-                                 ["done.", "Next", "word"])
+                                 [True, False, False])  # "done." | "Next word"
     assert (starts[0], ends[0]) == pytest.approx((1.7, 2.0))
     assert (starts[1], ends[1]) == pytest.approx((1.0, 1.3))
     assert (starts[2], ends[2]) == (0.3, 0.6)
@@ -158,11 +158,11 @@ def test_sentence_edges_stretch_to_the_voice_around_them():
     voiced = np.zeros(300, dtype=bool)
     voiced[50:120] = voiced[123:140] = True  # a 30 ms closure inside the voice at 1.20-1.23 s
     voiced[200:260] = True
-    words = ["Next", "week.", "Fine", "then."]
+    ends_sentence = [False, True, False, True]  # "Next week." "Fine then."
     starts, ends = np.array([0.8, 1.1, 2.0, 2.2]), np.array([1.1, 1.15, 2.2, 2.35])
-    new_starts, new_ends = stretch_to_voice(starts, ends, voiced, words, (0.3, 3.0))
+    new_starts, new_ends = stretch_to_voice(starts, ends, voiced, ends_sentence, (0.3, 3.0))
     assert new_starts.tolist() == [0.5, 1.1, 2.0, 2.2]  # sentence starts: back to the voice's start
     assert new_ends.tolist() == [1.1, 1.4, 2.2, 2.6]  # sentence ends: on to its end, across the short closure
     # Never past the bounds or into the next sentence's first word.
-    bounded_starts, bounded_ends = stretch_to_voice(starts, ends, voiced, words, (0.7, 2.5))
+    bounded_starts, bounded_ends = stretch_to_voice(starts, ends, voiced, ends_sentence, (0.7, 2.5))
     assert bounded_starts[0] == 0.7 and bounded_ends[-1] == 2.5
