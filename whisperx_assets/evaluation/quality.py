@@ -101,14 +101,26 @@ def diarization_error_rate(reference: list[Turn], hypothesis: pd.DataFrame | lis
     return float(metric(_annotation(reference), _annotation(hypothesis)))
 
 
-def one_speaker_of_sample(path: str | Path, speaker: str, min_seconds: float = 20.0, gap: float = 0.5) -> Recording:
-    """Real single-voice speech: the turns of one speaker of pyannote's sample (by its RTTM), joined with `gap`
-    s of silence and repeated until at least `min_seconds` long, written to `path`. Its reference turns are
-    the pieces, all that speaker's (texts unknown: for speaker counts and DER, not WER)."""
+def one_speaker_of_sample(path: str | Path, speaker: str, min_seconds: float = 20.0, gap: float = 0.5,
+                          margin: float = 0.1, min_piece: float = 0.3) -> Recording:
+    """Real single-voice speech: the turns of one speaker of pyannote's sample (by its RTTM) without the stretches
+    where the other speaker talks too, joined with `gap` s of silence and repeated until at least `min_seconds`
+    long, written to `path`. Its reference turns are the pieces, all that speaker's (texts unknown: for speaker
+    counts and DER, not WER)."""
     import soundfile as sf
 
     audio, rate = sf.read(pyannote_sample().path, dtype="float32")
-    pieces = [audio[int(t.start * rate):int(t.end * rate)] for t in pyannote_sample_rttm_turns() if t.speaker == speaker]
+    turns = pyannote_sample_rttm_turns()
+    others = [(t.start - margin, t.end + margin) for t in turns if t.speaker != speaker]
+    spans = []
+    for turn in (t for t in turns if t.speaker == speaker):
+        start = turn.start
+        for other_start, other_end in sorted(others):
+            if other_start < turn.end and other_end > start:
+                spans.append((start, other_start))
+                start = max(start, other_end)
+        spans.append((start, turn.end))
+    pieces = [audio[int(a * rate):int(b * rate)] for a, b in spans if b - a >= min_piece]
     if not pieces:
         raise ValueError(f"no speaker {speaker!r} in pyannote's sample")
     silence = np.zeros(int(gap * rate), dtype=np.float32)
