@@ -3,8 +3,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 # uv from PyPI, run as a module so no PATH set-up is needed.
 UV := python3 -m uv
-# libsox-fmt-base: AMR-NB decoding via sox; libvo-amrwbenc0: AMR-WB test fixtures.
-APT_PACKAGES := ffmpeg espeak-ng sox libsox-fmt-base libvo-amrwbenc0
+# libsox-fmt-base: AMR-NB decoding via sox; libvo-amrwbenc0: AMR-WB test fixtures; postgresql: the tests' throwaway server.
+APT_PACKAGES := ffmpeg espeak-ng sox libsox-fmt-base libvo-amrwbenc0 postgresql
 export PYANNOTE_METRICS_ENABLED ?= 0
 
 .PHONY: help install system-packages uv venv test run bench
@@ -40,11 +40,12 @@ run: export STORAGE_DIR ?= $(CURDIR)/media/storage
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-# Webserver + daemon on the embedded default instance (SQLite under DAGSTER_HOME). Drop files into
-# $(INBOX_DIR); the bundled sample recording is placed there so a first partition runs with no clicks.
+# Webserver + daemon on the embedded default instance (SQLite under DAGSTER_HOME; PostgreSQL when
+# DAGSTER_POSTGRES_URL is set). Drop files into $(INBOX_DIR); the bundled sample recording is placed there
+# so a first partition runs with no clicks.
 run: install
 	@mkdir -p "$(DAGSTER_HOME)" "$(INBOX_DIR)" "$(STORAGE_DIR)"
-	@cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
+	@cat dagster.yaml $(if $(DAGSTER_POSTGRES_URL),deploy/storage.postgres.yaml) > "$(DAGSTER_HOME)/dagster.yaml"
 	@[ -e "$(INBOX_DIR)/pyannote-sample.wav" ] || cp $(SAMPLE) "$(INBOX_DIR)/pyannote-sample.wav"
 	@echo "Dagster UI: http://$(HOST):$(PORT)  inbox: $(INBOX_DIR)  outputs: $(STORAGE_DIR)"
 	$(UV) run --frozen --no-sync dagster dev -h $(HOST) -p $(PORT) -w workspace.yaml

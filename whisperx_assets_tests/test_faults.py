@@ -5,6 +5,7 @@ materialized exactly once, finished files' outputs never rewritten). Recovery ti
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -19,22 +20,47 @@ from whisperx_assets.defs.jobs import run_keys
 from whisperx_assets.defs.launcher import worker_process
 from whisperx_assets.inputs.sources import identify
 from whisperx_assets.defs.partitions import media_files
-from whisperx_assets.evaluation.servers import Deployment, descendants, graphql
+from whisperx_assets.evaluation.servers import Deployment, descendants, environment, graphql
+from whisperx_assets.evaluation.stack import postgres_server
 
 pytestmark = pytest.mark.slow
 
 DETECTION_BOUND_S = 120  # an interrupted run is marked failed within this of the deployment being up again
 
 
-@pytest.fixture(scope="module")
-def faults(tmp_path_factory):
-    """(deployment, instance): one deployment for the fault tests, with short retry waits."""
-    deployment = Deployment(tmp_path_factory.mktemp("faults"), env={"RETRY_INITIAL_INTERVAL": "1"}).start()
+@contextlib.contextmanager
+def fault_deployment(root: Path, env: dict | None = None):
+    """(deployment, instance) with short retry waits."""
+    deployment = Deployment(root, env={"RETRY_INITIAL_INTERVAL": "1", **(env or {})}).start()
     try:
-        with DagsterInstance.from_config(str(deployment.home)) as instance:
+        with environment(deployment.env):
+            instance = DagsterInstance.from_config(str(deployment.home))
+        with instance:
             yield deployment, instance
     finally:
         deployment.stop()
+
+
+@pytest.fixture(scope="module")
+def faults(tmp_path_factory):
+    """One deployment on the embedded default instance (SQLite) for the fault tests."""
+    with fault_deployment(tmp_path_factory.mktemp("faults")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def postgres_faults(tmp_path_factory):
+    """The same on the scale-out storage: runs, events and run monitoring in a real PostgreSQL server."""
+    with postgres_server() as url:
+        with fault_deployment(tmp_path_factory.mktemp("postgres-faults"), {"DAGSTER_POSTGRES_URL": url}) as running:
+            instance = running[1]
+            assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+            assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+            yield running
+
+
+# Crash recovery also on PostgreSQL: where the instance keeps its state is what these two rely on most.
+BOTH_STORAGES = pytest.mark.parametrize("stack", ["faults", "postgres_faults"], ids=["sqlite", "postgres"])
 
 
 def drop(deployment: Deployment, source: Path, name: str) -> str:
@@ -92,10 +118,11 @@ def retry_of(instance: DagsterInstance, run_id: str):
     return runs[0] if runs else None
 
 
-def test_run_worker_killed_mid_stage(faults, short_dialogue):
+@BOTH_STORAGES
+def test_run_worker_killed_mid_stage(request, stack, short_dialogue):
     """SIGKILL the run process while it transcribes: the code server reports the run failed, Dagster's run
     retry re-executes it from the failed step; `media` is not redone."""
-    deployment, instance = faults
+    deployment, instance = request.getfixturevalue(stack)
     key = drop(deployment, short_dialogue.path, "worker-killed.wav")
     run = wait_for(lambda: step_running(instance, key, "transcript"), 180, "transcript started", deployment)
     time.sleep(1.0)
@@ -115,11 +142,12 @@ def test_run_worker_killed_mid_stage(faults, short_dialogue):
           f"{recovered:.1f} s; redone: the transcript step of this file")
 
 
-def test_whole_deployment_killed_mid_batch_then_restarted(faults, dialogue, sample, short_dialogue):
+@BOTH_STORAGES
+def test_whole_deployment_killed_mid_batch_then_restarted(request, stack, dialogue, sample, short_dialogue):
     """SIGKILL every process (power loss) while a batch run transcribes its second file; start the deployment
     again. Run monitoring finds the run's worker gone and marks it failed, its `gpu` slot is freed, the run
     retry resumes it and keeps the first file's finished transcript; a file dropped after the restart runs."""
-    deployment, instance = faults
+    deployment, instance = request.getfixturevalue(stack)
     staging = deployment.inbox / ".batch"
     staging.mkdir()
     shutil.copy(dialogue.path, staging / "power-a.wav")

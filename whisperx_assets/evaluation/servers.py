@@ -3,7 +3,6 @@
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -75,9 +74,9 @@ def restart_webserver(url: str, down_for: float = 5.0) -> None:
 
 
 @contextlib.contextmanager
-def deployment(root: Path):
+def deployment(root: Path, env: dict | None = None):
     """(url, inbox, storage, root) of a running webserver and daemon."""
-    running = Deployment(root).start()
+    running = Deployment(root, env).start()
     DEPLOYMENTS[running.url] = running
     try:
         yield running.url, running.inbox, running.storage, running.root
@@ -103,6 +102,24 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def write_instance_config(home: Path, postgres: bool) -> None:
+    """DAGSTER_HOME/dagster.yaml as `make run` writes it: the embedded default, plus Postgres storage if asked."""
+    parts = [REPO / "dagster.yaml", *([REPO / "deploy" / "storage.postgres.yaml"] if postgres else [])]
+    (home / "dagster.yaml").write_text("".join(part.read_text() for part in parts))
+
+
+@contextlib.contextmanager
+def environment(env: dict):
+    """os.environ as `env` inside the block (an instance config reads its variables when loaded)."""
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 class Deployment:
     """A webserver and a daemon on one DAGSTER_HOME, each started, stopped or killed on its own as a crash would
     (SIGKILL), and started again on the same instance, port and folders."""
@@ -111,17 +128,18 @@ class Deployment:
         self.root, self.home, self.inbox, self.storage = root, root / "home", root / "inbox", root / "storage"
         for folder in (self.home, self.inbox, self.storage):
             folder.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO / "dagster.yaml", self.home / "dagster.yaml")
+        self.env = {**os.environ, "DAGSTER_HOME": str(self.home), "INBOX_DIR": str(self.inbox),
+                    "STORAGE_DIR": str(self.storage), "SENSOR_INTERVAL": "2", "SENSOR_SETTLE_SECONDS": "1",
+                    "PYANNOTE_METRICS_ENABLED": "0", **(env or {})}
+        write_instance_config(self.home, postgres="DAGSTER_POSTGRES_URL" in self.env)
         # Create the instance's databases before the webserver, the daemon and their code servers race to (their
         # concurrent alembic stamps can leave two heads, and the code location then fails to load).
         from dagster import DagsterInstance
 
-        DagsterInstance.from_config(str(self.home)).dispose()
+        with environment(self.env):
+            DagsterInstance.from_config(str(self.home)).dispose()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "DAGSTER_HOME": str(self.home), "INBOX_DIR": str(self.inbox),
-                    "STORAGE_DIR": str(self.storage), "SENSOR_INTERVAL": "2", "SENSOR_SETTLE_SECONDS": "1",
-                    "PYANNOTE_METRICS_ENABLED": "0", **(env or {})}
         self.workspace = workspace
         self.webserver: subprocess.Popen | None = None
         self.daemon: subprocess.Popen | None = None
