@@ -127,5 +127,5 @@ def test_files_arriving_together_share_a_run_and_a_bad_one_is_split_off(deployme
     assert bad_run["status"] == "FAILURE" and bad_run["partition"] == keys[2]  # alone, with its own reason
     assert bad_run["failure"].startswith("media:") and "batch z.mp3" in bad_run["failure"]
     assert client.latest_run_for_partition(keys[0])["run_id"] == good_run["runId"]
-    states = client.partitions()
+    states, _ = client.partition_states()
     assert states[keys[0]]["combined"] == "materialized" and states[keys[2]]["media"] == "failed"

@@ -175,17 +175,17 @@ def cmd_list(args) -> int:
     from whisperx_assets.defs.assets import ASSET_NAMES
 
     c = client(args)
-    states = call(c.partitions)
-    rows = []
-    for key in sorted(states):
-        row = {"partition": key, **{a: states[key].get(a, "missing") for a in ASSET_NAMES if a in states[key]}}
-        if "failed" in states[key].values():
-            run = call(c.latest_run_for_partition, key)
-            row["failure"] = run and run["failure"]
-        rows.append(row)
+    states, cursor = call(c.partition_states, args.limit, args.cursor)
+    failed_assets = {key: next(a for a in ASSET_NAMES if state.get(a) == "failed") for key, state in states.items()
+                     if "failed" in state.values()}
+    reasons = call(c.failures, failed_assets)
+    rows = [{"partition": key, **{a: state[a] for a in ASSET_NAMES if a in state},
+             **({"failure": reasons[key]} if key in reasons else {})} for key, state in states.items()]
     lines = [f"{r['partition']}\t" + " ".join(f"{a}={r[a]}" for a in ASSET_NAMES if a in r)
              + (f"\tfailure: {r['failure']}" if r.get("failure") else "") for r in rows]
-    emit(args, rows, lines or ["(no partitions)"])
+    emit(args, {"partitions": rows, "cursor": cursor}, lines or ["(no partitions)"])
+    if cursor and not args.json:
+        print(f"more: whisperx-assets list --cursor {cursor}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -209,11 +209,7 @@ def cmd_result(args) -> int:
 
 def cmd_backfill(args) -> int:
     c = client(args)
-    states = call(c.partitions)
-    if args.failed:
-        keys = sorted(k for k, s in states.items() if "failed" in s.values())
-    else:
-        keys = sorted(states)
+    keys = sorted(call(c.failed_partitions) if args.failed else call(c.partition_keys))
     if not keys:
         emit(args, {"backfill_id": None, "partitions": []}, ["nothing to backfill"])
         return EXIT_OK
@@ -323,6 +319,12 @@ def add_speech_options(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, dest=field, metavar=field.upper(), help=info.description)
 
 
+def page_size(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="whisperx-assets", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -345,7 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", metavar="RUN_ID|PARTITION")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("list", help="partitions with the state of each asset")
+    p = sub.add_parser("list", help="partitions with the state of each asset, newest first, a page at a time")
+    p.add_argument("--limit", type=page_size, default=100, help="partitions per page (default %(default)s)")
+    p.add_argument("--cursor", help="the page after the one that printed this cursor")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("result", help="a partition's transcript as a file")

@@ -54,8 +54,16 @@ query ($runId: ID!) {
       stepStats { stepKey status startTime endTime }
     }
   }
-  logsForRun(runId: $runId, limit: 200) {
-    ... on EventConnection { events { __typename ... on ExecutionStepFailureEvent { stepKey error { message } } } }
+}"""
+
+# A run's event log a page at a time, step failures only: a batch run's failure comes after thousands of events
+# (the runs of its files' assets are planned first), too far into the log for one page.
+STEP_FAILURES = """
+query ($runId: ID!, $cursor: String) {
+  logsForRun(runId: $runId, afterCursor: $cursor, limit: 1000) {
+    ... on EventConnection {
+      cursor hasMore events { __typename ... on ExecutionStepFailureEvent { stepKey error { message } } }
+    }
   }
 }"""
 
@@ -68,25 +76,33 @@ query ($key: String!) {
   }
 }"""
 
-PARTITION_STATUSES = """
+# Dagster's partition statuses, but only their short lists: listing every materialized partition of every
+# asset would grow with the partitions (`list` reads the materializations of a page's partitions instead).
+FAILED_AND_IN_PROGRESS = """
 query {
   assetNodes {
     assetKey { path }
-    assetPartitionStatuses {
-      ... on DefaultPartitionStatuses {
-        materializedPartitions failedPartitions materializingPartitions unmaterializedPartitions
-      }
+    assetPartitionStatuses { ... on DefaultPartitionStatuses { failedPartitions materializingPartitions } }
+  }
+}"""
+
+# One page of partitions, newest first, from Dagster's paginated partition keys.
+PARTITION_PAGE = """
+query ($first: AssetKeyInput!, $limit: Int!, $cursor: String) {
+  assetNodeOrError(assetKey: $first) {
+    ... on AssetNode {
+      partitionKeyConnection(limit: $limit, ascending: false, cursor: $cursor) { results cursor hasMore }
     }
   }
 }"""
 
-RECENT_RUNS = """
-query ($limit: Int!, $job: String!, $first: AssetKeyInput!) {
-  runsOrError(filter: {pipelineName: $job}, limit: $limit) {
-    ... on Runs { results { runId status tags { key value } stepStats { stepKey status } } }
-  }
-  assetNodeOrError(assetKey: $first) { ... on AssetNode { partitionKeys } }
+MATERIALIZED = """
+query ($keys: [String!]!) {
+  assetNodes { assetKey { path } latestMaterializationByPartition(partitions: $keys) { partition } }
 }"""
+
+ALL_PARTITIONS = """
+query ($first: AssetKeyInput!) { assetNodeOrError(assetKey: $first) { ... on AssetNode { partitionKeys } } }"""
 
 # A partition's own runs (all of them) and the recent runs, among which the batch runs over a range of
 # partitions (they have no per-partition tag to filter on).
@@ -288,13 +304,10 @@ class WhisperXClient(DagsterGraphQLClient):
         return runs[0]["runId"] if runs else None
 
     def run(self, run_id: str) -> dict:
-        data = self.query(RUN_DETAILS, {"runId": run_id})
-        run = data["runOrError"]
+        run = self.query(RUN_DETAILS, {"runId": run_id})["runOrError"]
         if run["__typename"] != "Run":
             raise NotFound(f"no run {run_id}")
-        events = (data.get("logsForRun") or {}).get("events") or []
-        failures = [f"{e['stepKey']}: {e['error']['message'].strip()}" for e in events
-                    if e.get("__typename") == "ExecutionStepFailureEvent"]
+        failures = self.step_failures(run_id) if any(s["status"] == "FAILURE" for s in run["stepStats"]) else []
         tags = tag_dict(run["tags"])
         partition = tags.get("dagster/partition") or (f"{tags[RANGE_START]}..{tags[RANGE_END]}" if RANGE_START in tags
                                                        else None)
@@ -302,6 +315,17 @@ class WhisperXClient(DagsterGraphQLClient):
                 "steps": {s["stepKey"]: s["status"] for s in run["stepStats"]},
                 "start_time": run["stats"].get("startTime"), "end_time": run["stats"].get("endTime"),
                 "failure": failures[-1] if failures else None, "tags": tags}
+
+    def step_failures(self, run_id: str) -> list[str]:
+        """The run's step failures in order, as "step: message"."""
+        failures, cursor = [], None
+        while True:
+            page = self.query(STEP_FAILURES, {"runId": run_id, "cursor": cursor})["logsForRun"]
+            failures += [f"{e['stepKey']}: {e['error']['message'].strip()}" for e in page.get("events") or []
+                         if e.get("__typename") == "ExecutionStepFailureEvent"]
+            if not page.get("hasMore"):
+                return failures
+            cursor = page["cursor"]
 
     def latest_run_for_partition(self, key: str) -> dict | None:
         runs = [node["latestRunForPartition"] for node in self.query(LATEST_RUN_FOR_PARTITION, {"key": key})["assetNodes"]
@@ -321,31 +345,60 @@ class WhisperXClient(DagsterGraphQLClient):
                 runs[run["runId"]] = {**run, "tags": tags}
         return sorted(runs.values(), key=lambda r: r["creationTime"], reverse=True)
 
-    def partitions(self, recent_runs: int = 1000) -> dict[str, dict[str, str]]:
-        """{partition key: {asset: materialized|failed|materializing|missing}}.
+    def partition_states(self, limit: int = 100,
+                         cursor: str | None = None) -> tuple[dict[str, dict[str, str]], str | None]:
+        """One page of partitions, newest first: ({partition key: {asset: materialized|failed|materializing|missing}},
+        the cursor of the next page, None after the last). Failed and in progress are Dagster's partition statuses
+        (a run that failed fails every asset it planned and did not materialize)."""
+        page = self.query(PARTITION_PAGE, {"limit": limit, "cursor": cursor})
+        page = page["assetNodeOrError"]["partitionKeyConnection"]
+        keys = page["results"]
+        states: dict[str, dict[str, str]] = {key: {} for key in keys}
+        if keys:
+            for node in self.query(MATERIALIZED, {"keys": keys})["assetNodes"]:
+                asset = node["assetKey"]["path"][-1]
+                done = {m["partition"] for m in node["latestMaterializationByPartition"] if m}
+                for key in keys:
+                    states[key][asset] = "materialized" if key in done else "missing"
+            for asset, state, found in self._failed_and_in_progress():
+                for key in found & states.keys():
+                    states[key][asset] = state
+        return states, page["cursor"] if page["hasMore"] else None
 
-        Dagster's partition statuses give materialized / in progress; a step that failed in a partition's
-        latest run marks that asset failed."""
-        states: dict[str, dict[str, str]] = {}
-        for node in self.query(PARTITION_STATUSES)["assetNodes"]:
-            asset = node["assetKey"]["path"][-1]
-            statuses = node["assetPartitionStatuses"] or {}
-            for field, state in (("materializedPartitions", "materialized"), ("failedPartitions", "failed"),
-                                 ("materializingPartitions", "materializing"), ("unmaterializedPartitions", "missing")):
-                for key in statuses.get(field) or []:
-                    states.setdefault(key, {})[asset] = state
-        data = self.query(RECENT_RUNS, {"limit": recent_runs})
-        order = (data.get("assetNodeOrError") or {}).get("partitionKeys") or []
-        position = {key: i for i, key in enumerate(order)}
-        latest: dict[str, dict] = {}
-        for run in data["runsOrError"].get("results") or []:  # newest first
-            for key in run_keys(tag_dict(run["tags"]), order, position):
-                latest.setdefault(key, run)
-        for key, run in latest.items():
-            for step in run["stepStats"]:
-                if step["status"] == "FAILURE" and step["stepKey"] in ASSET_NAMES:
-                    states.setdefault(key, {})[step["stepKey"]] = "failed"
-        return states
+    def _failed_and_in_progress(self) -> list[tuple[str, str, set[str]]]:
+        """(asset, failed|materializing, the partitions in that state), from Dagster's partition statuses."""
+        found = []
+        for node in self.query(FAILED_AND_IN_PROGRESS)["assetNodes"]:
+            asset, statuses = node["assetKey"]["path"][-1], node["assetPartitionStatuses"] or {}
+            found += [(asset, "failed", set(statuses.get("failedPartitions") or [])),
+                      (asset, "materializing", set(statuses.get("materializingPartitions") or []))]
+        return found
+
+    def failed_partitions(self) -> list[str]:
+        """Every partition with an asset failed, in no particular order."""
+        return list(set().union(*(keys for _, state, keys in self._failed_and_in_progress() if state == "failed")))
+
+    def partition_keys(self) -> list[str]:
+        return self.query(ALL_PARTITIONS)["assetNodeOrError"]["partitionKeys"]
+
+    def failures(self, failed_assets: dict[str, str]) -> dict[str, str | None]:
+        """{partition key: the failure of the latest run that planned its asset} for {partition key: failed asset}
+        (one query for all of them, then one per run: a batch's partitions share theirs)."""
+        if not failed_assets:
+            return {}
+        keys = list(failed_assets)
+        declared = ", ".join(f"$k{i}: String!, $a{i}: AssetKeyInput!" for i in range(len(keys)))
+        fields = " ".join(f"r{i}: assetNodeOrError(assetKey: $a{i}) "
+                          f"{{ ... on AssetNode {{ latestRunForPartition(partition: $k{i}) {{ runId }} }} }}"
+                          for i in range(len(keys)))
+        variables = {}
+        for i, key in enumerate(keys):
+            variables.update({f"k{i}": key, f"a{i}": {"path": [failed_assets[key]]}})
+        data = self.query(f"query ({declared}) {{ {fields} }}", variables)
+        run_ids = {key: ((data[f"r{i}"] or {}).get("latestRunForPartition") or {}).get("runId")
+                   for i, key in enumerate(keys)}
+        reasons = {run_id: self.run(run_id)["failure"] for run_id in set(run_ids.values()) if run_id}
+        return {key: reasons.get(run_id) for key, run_id in run_ids.items()}
 
     def output_path(self, asset: str, key: str, label: str = "path") -> Path:
         """Where the latest materialization of `asset` for partition `key` stored its output."""

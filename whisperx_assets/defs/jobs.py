@@ -2,7 +2,9 @@
 
 A batch is a contiguous range of `media_files` partitions (Dagster's partition-range run tags): one run
 process imports the libraries and loads each model once for all of its files, and every file still has its
-own partition, Parquet files, metadata and lineage. Backfills batch the same way (`BATCHES`).
+own partition, Parquet files, metadata and lineage. A run processes stage after stage over all its files, so
+its first file is done only when the run ends: the inbox sensor bounds a batch by its audio seconds too
+(`batches`). Backfills batch by file count (`BATCHES`: Dagster's backfill policy knows no durations).
 """
 
 import hashlib
@@ -71,5 +73,18 @@ def batch_run_key(keys: Sequence[str]) -> str:
     return f"batch-{len(keys)}-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
 
 
-def batches(keys: Sequence[str], size: int) -> list[list[str]]:
-    return [list(keys[i:i + size]) for i in range(0, len(keys), size)]
+def batches(keys: Sequence[str], max_files: int, seconds: Mapping[str, float | None] | None = None,
+            max_seconds: float = 0.0) -> list[list[str]]:
+    """`keys` cut, in order, into runs of at most `max_files` files and, when `max_seconds` is set, at most that
+    many seconds of audio by `seconds` (a longer file runs alone). A file of unknown length counts as 0 s: one
+    that is not media fails at once in its run's `media` step, and is then split off (`split_failed_batch_sensor`)."""
+    runs: list[list[str]] = []
+    total = 0.0
+    for key in keys:
+        length = (seconds or {}).get(key) or 0.0
+        if not runs or len(runs[-1]) == max_files or max_seconds and total + length > max_seconds:
+            runs.append([])
+            total = 0.0
+        runs[-1].append(key)
+        total += length
+    return runs

@@ -4,20 +4,30 @@ keeps one file's failure from holding back the other files of its batch.
 `media_inbox_sensor`: new or changed media files in the inbox become partitions and runs.
 
 Each tick walks the inbox (recursively, supported extensions only, hidden files skipped), and for each file
-not seen before with the same size and modification time:
+not handled before with the same size and modification time:
 - skips it for now if it was modified in the last SENSOR_SETTLE_SECONDS (still being written);
-- hashes it, derives its partition key (`inputs.sources.identify`), records its source in the store;
+- hashes it, derives its partition key (`inputs.sources.identify`), records its source in the store, and
+  reads the duration it declares (ffprobe) when runs are bounded by audio seconds;
 - adds the partition, unless the key already exists (same bytes, same name), checked again at the end of
   the tick, as a CLI submit may add it meanwhile.
-The new partitions of a tick are run in batches of up to BATCH_MAX_FILES per run (one run process loads
-the models once for all of them; each file keeps its own partition). Partition adds and run requests go
-out in one `SensorResult`; the daemon applies the adds first, in order, so each batch is a contiguous
-range of partitions. The
-cursor remembers every file handled (size, mtime, key), so an unchanged file is never hashed or run again;
-it forgets files gone from the inbox (one dropped again is hashed, but its partition exists: no run). Work
-per tick is capped (SENSOR_MAX_FILES_PER_TICK, and a time budget) so a flood of files never times the
-sensor out: the rest is picked up on the next ticks. A file that cannot be read is logged and skipped; it
-never stops the others.
+The new partitions of a tick are run in batches of up to BATCH_MAX_FILES files and BATCH_MAX_AUDIO_SECONDS
+of audio per run (one run process loads the models once for all of them; each file keeps its own partition;
+a drop of long recordings is split so that the first ones finish early). Partition adds and run requests go
+out in one `SensorResult`; the daemon applies the adds first, in order, so each batch is a contiguous range
+of partitions.
+
+Which files were handled (size and modification time by name) is kept in the media store, in a state file
+named by its content (`MediaStore.write_inbox_state`); the cursor holds only that name. The cursor stays a
+few dozen bytes however many files the inbox holds, a tick that finds nothing new writes nothing, and the
+daemon's commit of the cursor remains what commits a tick: a tick whose cursor is not committed is evaluated
+again from the state before it. Files gone from the inbox are forgotten (one dropped again is hashed, but its
+partition exists: no run). Work per tick is capped (SENSOR_MAX_FILES_PER_TICK, and a time budget) so a
+flood of files never times the sensor out: the rest is picked up on the next ticks. A file that cannot be
+read is logged and skipped; it never stops the others.
+
+The daemon applies a tick's partition adds before it records the tick's runs: if it dies in between, the
+partitions exist with no run. A file whose partition exists, whose source this sensor registered, and which
+no run has ever planned is such a file: it gets its run when the tick is evaluated again.
 
 `split_failed_batch_sensor`: Dagster cannot mark single partitions of a multi-partition run failed, so when
 a batch run fails, every file in it is shown failed and none is materialized. The sensor re-runs it split:
@@ -33,6 +43,7 @@ A run that had finished every step when its process died is recorded as successf
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from dagster import (AssetKey, DagsterEvent, DagsterEventType, DefaultSensorStatus, RunFailureSensorContext,
@@ -40,26 +51,38 @@ from dagster import (AssetKey, DagsterEvent, DagsterEventType, DefaultSensorStat
 from dagster._core.execution.stats import StepEventStatus
 from dagster._core.storage.tags import WILL_RETRY_TAG
 
+from whisperx_assets.defs.assets import ASSET_NAMES
 from whisperx_assets.defs.jobs import (RANGE_END, RANGE_START, RESUME_FROM, batch_run_key, batches, keys_in_range,
                                    process_media_job, process_media_request, work_id)
-from whisperx_assets.inputs.sources import identify
+from whisperx_assets.inputs.sources import Source, identify
+from whisperx_assets.inputs.store import MediaStore
 from whisperx_assets.defs.partitions import media_files
 from whisperx_assets.defs.resources import MediaStoreResource
 from whisperx_assets.defs.settings import PipelineSettings
-from whisperx_assets.speech.media import SUPPORTED_EXTENSIONS
+from whisperx_assets.speech.config import SpeechConfig
+from whisperx_assets.speech.errors import MediaError
+from whisperx_assets.speech.media import SUPPORTED_EXTENSIONS, probe
 from whisperx_assets.defs.stage_guard import FAILED_PARTITIONS
 
 TICK_TIME_BUDGET_S = 30.0  # well inside the default 60 s sensor timeout
+EXAMINE_THREADS = 4  # hashing and probing wait on the disk and on ffprobe: a few files at a time
+# A state the committed cursor does not name is deleted once older than this: a younger one may belong to a
+# tick still in flight (a sensor evaluation times out after 60 s).
+STALE_STATE_S = 120.0
 
 
-def scan_inbox(root: Path, unlisted: list[Path] | None = None):
-    """Supported media files under `root` with their stat, skipping hidden files and folders. Folders (and
-    entries) that cannot be read are appended to `unlisted`: their files are not known to be gone."""
-    stack = [root]
+def scan_inbox(root: str, unlisted: list[str] | None = None):
+    """(name relative to `root`, stat) of each supported media file under `root`, hidden files and folders
+    skipped. Folders (and entries) that cannot be read are appended to `unlisted` by name ("" for `root`):
+    their files are not known to be gone. Plain strings and no more calls than needed per entry: the walk goes
+    over every file of the inbox each tick."""
+    extensions = tuple(SUPPORTED_EXTENSIONS)
+    stack = [""]
     while stack:
         folder = stack.pop()
+        prefix = folder + os.sep if folder else ""
         try:
-            entries = list(os.scandir(folder))
+            entries = list(os.scandir(os.path.join(root, folder) if folder else root))
         except OSError:
             if unlisted is not None:
                 unlisted.append(folder)
@@ -67,14 +90,139 @@ def scan_inbox(root: Path, unlisted: list[Path] | None = None):
         for entry in entries:
             if entry.name.startswith("."):
                 continue
+            name = prefix + entry.name
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
-                elif entry.is_file(follow_symlinks=False) and Path(entry.name).suffix.lower() in SUPPORTED_EXTENSIONS:
-                    yield Path(entry.path), entry.stat()
+                    stack.append(name)
+                elif entry.name.lower().endswith(extensions) and entry.is_file(follow_symlinks=False):
+                    yield name, entry.stat()
             except OSError:
                 if unlisted is not None:
-                    unlisted.append(Path(entry.path))
+                    unlisted.append(name)
+
+
+def inbox_changes(inbox: Path, handled: dict[str, list[int]], settle_seconds: float):
+    """What the inbox holds that `handled` does not say: ({name: [size, mtime_ns]} of the files new or changed
+    since, and settled; how many files are still being written; the handled files gone from the inbox)."""
+    now = time.time()
+    present: set[str] = set()
+    unlisted: list[str] = []
+    changed: dict[str, list[int]] = {}
+    unsettled = 0
+    for name, stat in scan_inbox(str(inbox), unlisted):
+        present.add(name)
+        fingerprint = [stat.st_size, stat.st_mtime_ns]
+        if handled.get(name) == fingerprint:
+            continue
+        if now - stat.st_mtime < settle_seconds or stat.st_size == 0 and now - stat.st_mtime < 60:
+            unsettled += 1  # still being written (an empty file gets a minute to grow before it counts as bad)
+            continue
+        changed[name] = fingerprint
+    # The walk is complete, so a file it did not see is gone; one under a folder it could not read may not be.
+    kept = [folder + os.sep if folder else "" for folder in unlisted]
+    gone = [n for n in handled if n not in present and not any((n + os.sep).startswith(k) for k in kept)]
+    return changed, unsettled, gone
+
+
+# The state this process last read or wrote, by (name, size, mtime_ns) of its file: an idle tick does not parse
+# it again (a changed or deleted file is read again).
+_state_cache: dict[tuple, dict[str, list[int]]] = {}
+
+
+def read_state(store: MediaStore, name: str) -> dict[str, list[int]]:
+    """The files state `name` holds, not to be changed (it may be the cached copy)."""
+    stat = store.inbox_state(name).stat()
+    key = (name, stat.st_size, stat.st_mtime_ns)
+    if key not in _state_cache:
+        _state_cache.clear()
+        _state_cache[key] = store.read_inbox_state(name)
+    return _state_cache[key]
+
+
+def write_state(store: MediaStore, files: dict[str, list[int]]) -> str:
+    name = store.write_inbox_state(files)
+    stat = store.inbox_state(name).stat()
+    _state_cache.clear()
+    _state_cache[(name, stat.st_size, stat.st_mtime_ns)] = files
+    return name
+
+
+def handled_files(store: MediaStore, cursor: str | None, log) -> tuple[str | None, dict[str, list[int]]]:
+    """(the state the cursor names, the files it holds, not to be changed): what the committed ticks handled. A
+    cursor of an earlier version held the files itself (no state yet)."""
+    recorded = json.loads(cursor) if cursor else {}
+    if "state" not in recorded:
+        return None, {name: entry[:2] for name, entry in recorded.items()}
+    try:
+        return recorded["state"], read_state(store, recorded["state"])
+    except (FileNotFoundError, ValueError):  # deleted, or cut short by a power loss
+        log.warning(f"inbox state {recorded['state']} is missing from the store or unreadable: every file is "
+                    "hashed again (existing partitions are not run again)")
+        return None, {}
+
+
+def audio_seconds(path: Path, config: SpeechConfig) -> float | None:
+    """The duration `path` declares, or None when it declares none or cannot be probed: the `media` step
+    checks the file for real."""
+    try:
+        return probe(path, config).duration
+    except (MediaError, OSError, TimeoutError, RuntimeError):
+        return None
+
+
+def examine(inbox: Path, names: list[str], probe_config: SpeechConfig | None, deadline: float, log):
+    """Hash (and with `probe_config`, probe) the files `names`, a few at a time, until `deadline`:
+    ({name: (source, audio seconds)}, how many files were left for the next tick). A file that vanished or
+    cannot be read is logged and left out."""
+    def one(name: str) -> tuple[Source, float | None]:
+        source = identify(inbox / name)
+        return source, audio_seconds(inbox / name, probe_config) if probe_config else None
+
+    found: dict[str, tuple[Source, float | None]] = {}
+    with ThreadPoolExecutor(EXAMINE_THREADS) as pool:
+        futures = [pool.submit(one, name) for name in names]
+        for i, (name, future) in enumerate(zip(names, futures)):
+            try:
+                found[name] = future.result(timeout=max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                for rest in futures[i:]:
+                    rest.cancel()
+                return found, len(names) - i
+            except FileNotFoundError:
+                log.info(f"skipping {name}: removed from the inbox before it was hashed")
+            except OSError as exc:
+                log.warning(f"skipping {name}: {exc}")
+    return found, 0
+
+
+def never_run(instance, store: MediaStore, keys) -> list[str]:
+    """Of existing partitions `keys`, those whose source this sensor registered but that no run has planned:
+    their tick's partition adds were applied, its runs were not."""
+    first = AssetKey(ASSET_NAMES[0])
+    return [key for key in keys if store.source_record(key).is_file()
+            and instance.get_latest_planned_materialization_info(first, partition=key) is None]
+
+
+def partitions_for(context, store: MediaStore, found: dict[str, tuple[Source, float | None]]):
+    """({key: the first file, by name, that has it}, the new keys: sources registered, partitions to add; the
+    keys that exist but never ran: `never_run`) for the files `found` this tick."""
+    first_name: dict[str, str] = {}
+    for name, (source, _) in found.items():
+        first_name.setdefault(source.key, name)
+    existing = (context.instance.get_existing_dynamic_partitions(media_files.name, list(first_name)) if first_name
+                else set())
+    new_keys = [key for key in first_name if key not in existing]
+    for key in new_keys:
+        store.register(found[first_name[key]][0])
+    if new_keys:
+        # A CLI submit may have added the same file while this tick hashed: no second add or run for it.
+        if raced := context.instance.get_existing_dynamic_partitions(media_files.name, new_keys):
+            context.log.info(f"already added meanwhile, not run again: {', '.join(first_name[k] for k in raced)}")
+            new_keys = [k for k in new_keys if k not in raced]
+    if lost := never_run(context.instance, store, sorted(existing)):
+        context.log.warning(f"partitions added without their run (the daemon stopped mid-tick), run now: "
+                            f"{', '.join(lost)}")
+    return first_name, new_keys, lost
 
 
 @sensor(job=process_media_job, minimum_interval_seconds=PipelineSettings().sensor_interval,
@@ -84,61 +232,34 @@ def media_inbox_sensor(context: SensorEvaluationContext, storage: MediaStoreReso
     inbox = settings.inbox_dir.resolve()
     if not inbox.is_dir():
         return SkipReason(f"inbox {inbox} does not exist")
-    seen: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
-    existing = set(context.instance.get_dynamic_partitions(media_files.name))
     store = storage.store
-    started, now = time.monotonic(), time.time()
-    new_keys: list[str] = []
-    names: dict[str, str] = {}
-    present: set[str] = set()
-    unlisted: list[Path] = []
-    handled = pending = 0
-    for path, stat in sorted(scan_inbox(inbox, unlisted)):
-        name = str(path.relative_to(inbox))
-        present.add(name)
-        fingerprint = [stat.st_size, stat.st_mtime_ns]
-        if seen.get(name, [None, None])[:2] == fingerprint:
-            continue
-        if now - stat.st_mtime < settings.sensor_settle_seconds or stat.st_size == 0 and now - stat.st_mtime < 60:
-            pending += 1  # still being written (an empty file gets a minute to grow before it counts as bad)
-            continue
-        if handled >= settings.sensor_max_files_per_tick or time.monotonic() - started > TICK_TIME_BUDGET_S:
-            pending += 1
-            continue
-        try:
-            source = identify(path)
-            key = source.key
-            if key not in existing and key not in names:
-                store.register(source)
-                new_keys.append(key)
-                names[key] = name
-        except FileNotFoundError:
-            context.log.info(f"skipping {name}: removed from the inbox before it was hashed")
-            continue
-        except OSError as exc:
-            context.log.warning(f"skipping {name}: {exc}")
-            continue
-        handled += 1
-        seen[name] = [*fingerprint, key]
-    if pending:
+    committed, handled = handled_files(store, context.cursor, context.log)
+    deadline = time.monotonic() + TICK_TIME_BUDGET_S
+    changed, unsettled, gone = inbox_changes(inbox, handled, settings.sensor_settle_seconds)
+    names = sorted(changed)[:settings.sensor_max_files_per_tick]
+    probe_config = SpeechConfig() if settings.batch_max_audio_seconds else None
+    found, left = examine(inbox, names, probe_config, deadline, context.log)
+    if pending := unsettled + len(changed) - len(names) + left:
         context.log.info(f"{pending} files left for the next tick")
-    # The walk is complete, so a file it did not see is gone; one under a folder it could not read may not be.
-    kept = ["" if p == inbox else str(p.relative_to(inbox)) + os.sep for p in unlisted]
-    seen = {n: v for n, v in seen.items() if n in present or any((n + os.sep).startswith(k) for k in kept)}
-    if new_keys:
-        # A CLI submit may have added the same file while this tick hashed: no second add or run for it.
-        existing = set(context.instance.get_dynamic_partitions(media_files.name))
-        if raced := [k for k in new_keys if k in existing]:
-            context.log.info(f"already added meanwhile, not run again: {', '.join(names[k] for k in raced)}")
-            new_keys = [k for k in new_keys if k not in existing]
-    if not new_keys and not pending:
-        return SensorResult(skip_reason=SkipReason("no new media files"), cursor=json.dumps(seen))
+    state, files = committed, len(handled)
+    if found or gone or committed is None:
+        forgotten = set(gone)
+        handled = {**{n: v for n, v in handled.items() if n not in forgotten}, **{n: changed[n] for n in found}}
+        state, files = write_state(store, handled), len(handled)
+        store.prune_inbox_states({state, committed}, STALE_STATE_S)
+    cursor = json.dumps({"state": state, "files": files})
+    first_name, new_keys, lost = partitions_for(context, store, found)
+    if not new_keys and not lost and not pending:
+        return SensorResult(skip_reason=SkipReason("no new media files"), cursor=cursor)
+    seconds = {source.key: duration for source, duration in found.values()}
     runs = [process_media_request(batch, run_key=batch[0] if len(batch) == 1 else batch_run_key(batch),
-                                  tags={"whisperx_assets/source": names[batch[0]] if len(batch) == 1 else
-                                        f"{names[batch[0]]} and {len(batch) - 1} more"})
-            for batch in batches(new_keys, settings.batch_max_files)]
+                                  tags={"whisperx_assets/source": first_name[batch[0]] if len(batch) == 1 else
+                                        f"{first_name[batch[0]]} and {len(batch) - 1} more"})
+            for batch in batches(new_keys, settings.batch_max_files, seconds, settings.batch_max_audio_seconds)]
+    runs += [process_media_request([key], run_key=key, tags={"whisperx_assets/source": first_name[key]})
+             for key in lost]
     return SensorResult(run_requests=runs, dynamic_partitions_requests=[media_files.build_add_request(new_keys)]
-                        if new_keys else [], cursor=json.dumps(seen))
+                        if new_keys else [], cursor=cursor)
 
 
 def split_plan(keys: list[str], failed: set[str] | None) -> list[list[str]]:

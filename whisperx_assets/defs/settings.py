@@ -29,6 +29,9 @@ class PipelineSettings(EnvSettings):
     audio_cache_seconds: float = Field(3600.0, ge=0, description="decoded audio kept per run (230 MB per hour)")
     batch_max_files: int = Field(32, ge=1, description="partitions per run (files arriving together, backfills); "
                                  "1 = one run per file")
+    batch_max_audio_seconds: float = Field(3600.0, ge=0, description="audio seconds per run of files arriving "
+                                           "together (as each file declares it, probed when it is registered; a "
+                                           "longer file runs alone); 0 = no bound, no probe")
 
     def stage_timeout(self, stage: str) -> float:
         return {"transcript": self.transcription_timeout, "alignment": self.alignment_timeout,

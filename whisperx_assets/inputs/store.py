@@ -6,16 +6,21 @@
     <root>/<asset>/<key>.parquet     tabular asset outputs, each written as soon as its file is done, tagged with
                                      the work (run lineage) that wrote it, so a resumed run keeps it
     <root>/subtitles/<key>/<key>.<format>
+    <root>/inbox-state/<name>.json   the inbox sensor's record of the files it handled, named by its cursor
 
-Every path is built from a validated partition key, so nothing can escape the root.
+Every path is built from a validated partition key (or state name), so nothing can escape the root.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +51,15 @@ def atomic_write_bytes(target: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+STATE_NAME = re.compile(r"[0-9a-f]{16}")
+
+
+def _checked_state(name: str) -> str:
+    if not STATE_NAME.fullmatch(name):
+        raise ValueError(f"invalid inbox state name {name!r}")
+    return name
 
 
 WORK_FIELD, FACTS_FIELD = b"whisperx_assets.work", b"whisperx_assets.facts"  # Parquet key-value metadata
@@ -126,6 +140,28 @@ class MediaStore:
             shutil.rmtree(folder, ignore_errors=True)
         self.register(replace(source, sha256=fetched.sha256))
         return target
+
+    def inbox_state(self, name: str) -> Path:
+        return self.root / "inbox-state" / f"{_checked_state(name)}.json"
+
+    def write_inbox_state(self, files: dict[str, list[int]]) -> str:
+        """Save the inbox sensor's handled files ({name: [size, mtime_ns]}) under a name made from their content,
+        and return the name: a state is never changed, so a sensor cursor that names it stays valid."""
+        data = json.dumps(files, sort_keys=True, separators=(",", ":")).encode()
+        name = hashlib.sha256(data).hexdigest()[:16]
+        atomic_write_bytes(self.inbox_state(name), lambda p: p.write_bytes(data))
+        return name
+
+    def read_inbox_state(self, name: str) -> dict[str, list[int]]:
+        return json.loads(self.inbox_state(name).read_bytes())
+
+    def prune_inbox_states(self, keep: set[str], older_than: float) -> None:
+        """Delete the states not in `keep` last written more than `older_than` seconds ago."""
+        folder = self.root / "inbox-state"
+        for path in folder.glob("*.json") if folder.is_dir() else []:
+            with contextlib.suppress(FileNotFoundError):
+                if path.stem not in keep and time.time() - path.stat().st_mtime > older_than:
+                    path.unlink()
 
     def subtitles_dir(self, key: str) -> Path:
         return self.root / "subtitles" / _checked(key)

@@ -70,7 +70,7 @@ def test_status_and_list(deployment, submitted):
     code, data, err = cli(url, "status", run["partition"])
     assert code == 0 and data["run_id"] == run["run_id"], (data, err)
     code, data, err = cli(url, "list")
-    row = next(r for r in data if r["partition"] == run["partition"])
+    row = next(r for r in data["partitions"] if r["partition"] == run["partition"])
     assert row["combined"] == "materialized" and row["media"] == "materialized"
 
 
@@ -143,8 +143,8 @@ def test_bad_file_fails_with_reason(deployment, tmp_path):
     code, status, err = cli(url, "status", key)
     assert code == 1 and status["status"] == "FAILURE"
     assert status["failure"].startswith("media:") and "corrupt.mp3" in status["failure"]
-    code, rows, err = cli(url, "list")
-    row = next(r for r in rows if r["partition"] == key)
+    code, data, err = cli(url, "list")
+    row = next(r for r in data["partitions"] if r["partition"] == key)
     assert row["media"] == "failed" and "corrupt.mp3" in row["failure"]
     code, data, err = cli(url, "backfill", "--failed")
     assert code == 0 and key in data["partitions"] and data["backfill_id"]
@@ -155,6 +155,67 @@ def test_unknown_run_and_partition(deployment):
     assert cli(url, "status", "nothing-0123456789ab")[0] == 4
     assert cli(url, "status", "00000000-0000-0000-0000-000000000000")[0] == 4
     assert cli(url, "result", "nothing-0123456789ab")[0] == 4
+
+
+@pytest.fixture(scope="module")
+def many_partitions(tmp_path_factory):
+    """(url, partition keys in the order added) of a webserver over 250 partitions: the newest three with
+    `media` materialized, the 200 before them in a run that failed at `transcript` (its failure comes after more
+    than a thousand events: the planned assets of its files first)."""
+    from dagster import AssetKey, AssetMaterialization, DagsterInstance
+
+    from bench.scale import batched_event_writes, record_run_done
+    from whisperx_assets.definitions import defs
+    from whisperx_assets.defs.jobs import RANGE_END, RANGE_START, process_media_job
+    from whisperx_assets.evaluation.servers import Deployment
+
+    deployment = Deployment(tmp_path_factory.mktemp("many-partitions"))
+    keys = [f"call-{i:03d}-0123456789ab" for i in range(250)]
+    with DagsterInstance.from_config(str(deployment.home)) as instance:
+        instance.add_dynamic_partitions("media_files", keys)
+        for key in keys[-3:]:
+            instance.report_runless_asset_event(AssetMaterialization(AssetKey("media"), partition=key))
+        job = defs.resolve_job_def(process_media_job.name)
+        with batched_event_writes(instance):
+            run = instance.create_run_for_job(job_def=job, tags={RANGE_START: keys[-203], RANGE_END: keys[-4]})
+            record_run_done(instance, run, keys[-203:-3], failed=True)
+    deployment.start_webserver()
+    try:
+        yield deployment.url, keys
+    finally:
+        deployment.stop()
+
+
+@pytest.mark.slow
+def test_list_pages_through_the_partitions_newest_first(many_partitions):
+    url, keys = many_partitions
+    pages, cursor = [], None
+    while True:
+        code, data, err = cli(url, "list", "--limit", "100", *(["--cursor", cursor] if cursor else []))
+        assert code == 0, err
+        pages.append(data["partitions"])
+        if not (cursor := data["cursor"]):
+            break
+    assert [len(page) for page in pages] == [100, 100, 50]
+    assert [row["partition"] for page in pages for row in page] == keys[::-1]
+    rows = {row["partition"]: row for page in pages for row in page}
+    assert rows[keys[-1]]["media"] == "materialized" and rows[keys[-1]]["combined"] == "missing"
+    for failed in (rows[key] for key in keys[-203:-3]):
+        assert failed["media"] == "materialized" and failed["transcript"] == failed["combined"] == "failed"
+        assert failed["failure"] == "transcript: RuntimeError: stand-in failure"
+    assert rows[keys[-204]]["media"] == "missing" and "failure" not in rows[keys[-204]]
+    code, data, err = cli(url, "list", "--limit", "0")
+    assert code == 2
+
+
+@pytest.mark.slow
+def test_failed_partitions_and_all_partitions_for_backfills(many_partitions):
+    from whisperx_assets.api.client import WhisperXClient
+
+    url, keys = many_partitions
+    client = WhisperXClient(url)
+    assert sorted(client.failed_partitions()) == sorted(keys[-203:-3])
+    assert client.partition_keys() == keys
 
 
 def test_server_not_running():

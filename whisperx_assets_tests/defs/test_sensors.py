@@ -7,7 +7,8 @@ import time
 import pytest
 from dagster import AssetKey, DagsterInstance, SensorResult, build_sensor_context
 
-from whisperx_assets.defs.jobs import RANGE_END, RANGE_START, RESUME_FROM, run_keys
+from whisperx_assets.definitions import defs
+from whisperx_assets.defs.jobs import RANGE_END, RANGE_START, RESUME_FROM, process_media_job, run_keys
 from whisperx_assets.inputs.keys import is_valid_key
 from whisperx_assets.defs.partitions import media_files
 from whisperx_assets.defs.resources import MediaStoreResource
@@ -21,6 +22,7 @@ def inbox(tmp_path, monkeypatch):
     folder.mkdir()
     monkeypatch.setenv("INBOX_DIR", str(folder))
     monkeypatch.setenv("SENSOR_SETTLE_SECONDS", "2")
+    monkeypatch.setenv("BATCH_MAX_AUDIO_SECONDS", "0")  # stand-in bytes declare no duration (see the probe tests)
     return folder
 
 
@@ -38,16 +40,39 @@ def drop(path, data=b"RIFF....WAVEfmt ", age=10.0):
     return path
 
 
-def tick(instance, tmp_path, cursor=None, caplog=None) -> SensorResult:
+def evaluate(instance, tmp_path, cursor=None, caplog=None) -> SensorResult:
+    """One evaluation of the sensor, nothing applied."""
     context = build_sensor_context(instance=instance, cursor=cursor,
                                    resources={"storage": MediaStoreResource(root=str(tmp_path / "store"))})
     if caplog is not None:
         context.log.addHandler(caplog.handler)  # the sensor's logger does not propagate
-    result = media_inbox_sensor(context)
-    # Apply the partition adds as the daemon does before it submits the runs.
+    return media_inbox_sensor(context)
+
+
+def apply_adds(instance, result) -> None:
     for request in result.dynamic_partitions_requests or []:
         instance.add_dynamic_partitions(media_files.name, list(request.partition_keys))
+
+
+def create_runs(instance, result) -> None:
+    """The requested runs, created as the daemon creates them (each records the partitions it plans)."""
+    job = defs.resolve_job_def(process_media_job.name)
+    for request in result.run_requests or []:
+        tags = {**request.tags, **({"dagster/partition": request.partition_key} if request.partition_key else {})}
+        instance.create_run_for_job(job_def=job, tags=tags)
+
+
+def tick(instance, tmp_path, cursor=None, caplog=None) -> SensorResult:
+    """A tick as the daemon runs it: the evaluation, its partition adds applied first, then its runs."""
+    result = evaluate(instance, tmp_path, cursor, caplog)
+    apply_adds(instance, result)
+    create_runs(instance, result)
     return result
+
+
+def handled(tmp_path, result) -> dict:
+    """The files the sensor records as handled after `result`: the state its cursor names."""
+    return MediaStore(tmp_path / "store").read_inbox_state(json.loads(result.cursor)["state"])
 
 
 def requested_runs(instance, result) -> list[list[str]]:
@@ -59,6 +84,16 @@ def requested_runs(instance, result) -> list[list[str]]:
 def request_keys(request, order: list[str]) -> list[str]:
     return run_keys({**request.tags, **({"dagster/partition": request.partition_key} if request.partition_key else {})},
                     order)
+
+
+def count_calls(monkeypatch, owner, *methods) -> list:
+    """Record each call of `owner`'s `methods` (name, first argument after self) and let it through."""
+    calls = []
+    for method in methods:
+        real = getattr(owner, method)
+        monkeypatch.setattr(owner, method, lambda *a, real=real, method=method, **k: calls.append((method, *a[:2]))
+                            or real(*a, **k))
+    return calls
 
 
 def test_new_files_become_partitions_and_runs(inbox, instance, tmp_path):
@@ -120,7 +155,7 @@ def test_unreadable_file_does_not_stop_others(inbox, instance, tmp_path, monkeyp
     monkeypatch.setattr(sources, "content_hash", flaky)
     result = tick(instance, tmp_path)
     assert [r.partition_key[:5] for r in result.run_requests] == ["good-"]  # a single file: a one-partition run
-    assert "bad.wav" not in json.loads(result.cursor)  # tried again next tick
+    assert "bad.wav" not in handled(tmp_path, result)  # tried again next tick
     assert bad.exists()
 
 
@@ -149,24 +184,106 @@ def test_batch_size_is_configurable(inbox, instance, tmp_path, monkeypatch):
     assert [len(r) for r in requested_runs(instance, tick(instance, tmp_path))] == [1, 1, 1]
 
 
-def test_cursor_forgets_files_gone_from_the_inbox(inbox, instance, tmp_path, monkeypatch):
+def test_files_gone_from_the_inbox_are_forgotten(inbox, instance, tmp_path):
     paths = [drop(inbox / f"clip{i:02d}.wav", f"clip {i}".encode()) for i in range(50)]
     first = tick(instance, tmp_path)
-    assert len(json.loads(first.cursor)) == 50
+    assert len(handled(tmp_path, first)) == 50
     for path in paths[10:]:
         path.unlink()
-    calls = []
-    for method in ("get_dynamic_partitions", "has_dynamic_partition"):
-        real = getattr(instance, method)
-        monkeypatch.setattr(instance, method, lambda *a, real=real, **k: calls.append(a) or real(*a, **k))
     second = tick(instance, tmp_path, first.cursor)
-    assert sorted(json.loads(second.cursor)) == [p.name for p in paths[:10]] and not second.run_requests
+    assert sorted(handled(tmp_path, second)) == [p.name for p in paths[:10]] and not second.run_requests
     drop(paths[30], b"clip 30")  # dropped again, same bytes: hashed, but its partition exists
     third = tick(instance, tmp_path, second.cursor)
     assert not third.run_requests and not third.dynamic_partitions_requests
-    assert len(json.loads(third.cursor)) == 11
-    assert len(calls) == 2  # one partition lookup per tick, however many files
+    assert len(handled(tmp_path, third)) == 11
     assert len(instance.get_dynamic_partitions(media_files.name)) == 50
+
+
+def test_the_cursor_stays_small_and_an_idle_tick_does_no_work(inbox, instance, tmp_path, monkeypatch):
+    """3,000 files handled: the cursor names the state and holds nothing per file; an idle tick hashes nothing,
+    asks Dagster nothing and writes nothing; one new file costs one hash and lookups of its key alone."""
+    for i in range(3000):
+        drop(inbox / f"day{i // 500}" / f"call {i:04d}.wav", f"call {i}".encode())
+    monkeypatch.setenv("SENSOR_MAX_FILES_PER_TICK", "3000")
+    first = evaluate(instance, tmp_path)
+    apply_adds(instance, first)  # (its runs are not needed here)
+    assert len(handled(tmp_path, first)) == 3000 and len(first.cursor) < 100
+    import whisperx_assets.inputs.sources as sources
+
+    hashed = count_calls(monkeypatch, sources, "content_hash")
+    lookups = count_calls(monkeypatch, instance, "get_dynamic_partitions", "get_existing_dynamic_partitions",
+                          "has_dynamic_partition")
+    states = tmp_path / "store" / "inbox-state"
+    written = sorted((p.name, p.stat().st_mtime_ns) for p in states.iterdir())
+    idle = tick(instance, tmp_path, first.cursor)
+    assert idle.cursor == first.cursor and not idle.run_requests
+    assert hashed == [] and lookups == []
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in states.iterdir()) == written
+    new = drop(inbox / "day2" / "late call.wav", b"late")
+    busy = tick(instance, tmp_path, idle.cursor)
+    assert [name for name, *_ in hashed] == ["content_hash"] and hashed[0][1] == new
+    assert [(name, len(keys)) for name, _, keys in lookups] == [("get_existing_dynamic_partitions", 1)] * 2
+    assert len(busy.cursor) < 100 and len(handled(tmp_path, busy)) == 3001
+
+
+def test_states_no_cursor_names_are_deleted(inbox, instance, tmp_path, monkeypatch):
+    import whisperx_assets.defs.sensors as sensors
+
+    monkeypatch.setattr(sensors, "STALE_STATE_S", 0.0)
+    result = tick(instance, tmp_path)
+    for i in range(5):
+        drop(inbox / f"clip{i}.wav", f"clip {i}".encode())
+        uncommitted = evaluate(instance, tmp_path, result.cursor)  # a tick whose cursor the daemon never kept
+        result = tick(instance, tmp_path, result.cursor)
+    names = {p.stem for p in (tmp_path / "store" / "inbox-state").iterdir()}
+    assert json.loads(result.cursor)["state"] in names and len(names) <= 2
+    assert json.loads(uncommitted.cursor)["state"] == json.loads(result.cursor)["state"]  # same files: same state
+
+
+def test_a_cursor_of_the_earlier_version_is_taken_over(inbox, instance, tmp_path, monkeypatch):
+    path = drop(inbox / "a.wav")
+    first = tick(instance, tmp_path)
+    stat = path.stat()
+    legacy = json.dumps({"a.wav": [stat.st_size, stat.st_mtime_ns, first.run_requests[0].partition_key]})
+    import whisperx_assets.inputs.sources as sources
+
+    hashed = count_calls(monkeypatch, sources, "content_hash")
+    result = tick(instance, tmp_path, legacy)
+    assert not hashed and not result.run_requests and handled(tmp_path, result) == {"a.wav": [stat.st_size,
+                                                                                             stat.st_mtime_ns]}
+
+
+@pytest.mark.parametrize("damage", ["deleted", "cut short"])
+def test_a_lost_state_means_hashing_again_but_no_run(inbox, instance, tmp_path, caplog, damage):
+    drop(inbox / "a.wav")
+    first = tick(instance, tmp_path)
+    for state in (tmp_path / "store" / "inbox-state").iterdir():
+        state.unlink() if damage == "deleted" else state.write_bytes(state.read_bytes()[:5])
+    second = tick(instance, tmp_path, first.cursor, caplog=caplog)
+    assert not second.run_requests and "a.wav" in handled(tmp_path, second)
+    assert "missing from the store or unreadable" in caplog.text
+
+
+def test_the_daemon_dying_between_partition_adds_and_runs_loses_no_file(inbox, instance, tmp_path):
+    """Dagster applies a tick's partition adds, then records its runs and cursor. Died in between: the tick is
+    evaluated again from the cursor before it, its partitions exist, and each file gets its run."""
+    drop(inbox / "a.wav", b"a")
+    drop(inbox / "b.wav", b"b")
+    interrupted = evaluate(instance, tmp_path)
+    apply_adds(instance, interrupted)  # ... and the daemon is killed
+    again = tick(instance, tmp_path)  # the committed cursor is still the one before
+    assert sorted(r.partition_key for r in again.run_requests) == sorted(interrupted.dynamic_partitions_requests[0]
+                                                                         .partition_keys)
+    assert not again.dynamic_partitions_requests
+
+
+def test_the_daemon_dying_after_the_runs_runs_no_file_twice(inbox, instance, tmp_path):
+    """Died after the runs were created but before the cursor was kept: evaluated again, no second run."""
+    drop(inbox / "a.wav", b"a")
+    drop(inbox / "b.wav", b"b")
+    tick(instance, tmp_path)  # its cursor is lost
+    again = tick(instance, tmp_path)
+    assert not again.run_requests and not again.dynamic_partitions_requests
 
 
 def test_a_folder_that_cannot_be_listed_keeps_its_files(inbox, instance, tmp_path, monkeypatch):
@@ -184,9 +301,9 @@ def test_a_folder_that_cannot_be_listed_keeps_its_files(inbox, instance, tmp_pat
 
     monkeypatch.setattr(os, "scandir", scandir)
     second = tick(instance, tmp_path, first.cursor)
-    assert sorted(json.loads(second.cursor)) == [os.path.join("share", "b.wav")]  # a.wav is gone, b.wav unknown
+    assert sorted(handled(tmp_path, second)) == [os.path.join("share", "b.wav")]  # a.wav is gone, b.wav unknown
     unreadable.add(str(inbox))  # the inbox itself unreadable: nothing is forgotten
-    assert json.loads(tick(instance, tmp_path, second.cursor).cursor) == json.loads(second.cursor)
+    assert tick(instance, tmp_path, second.cursor).cursor == second.cursor
     unreadable.clear()  # readable again: b.wav is still known, not hashed or run again
     third = tick(instance, tmp_path, second.cursor)
     assert not third.run_requests and third.cursor == second.cursor
@@ -214,7 +331,7 @@ def test_a_partition_submitted_during_the_tick_is_not_added_or_run_twice(inbox, 
     assert run.partition_key.startswith("a-")
     [add] = result.dynamic_partitions_requests
     assert list(add.partition_keys) == [run.partition_key]
-    assert json.loads(result.cursor)["b.wav"][2] == submitted[0]  # handled: not hashed again
+    assert "b.wav" in handled(tmp_path, result)  # handled: not hashed again
     assert sorted(instance.get_dynamic_partitions(media_files.name)) == sorted([run.partition_key, *submitted])
 
 
@@ -233,7 +350,7 @@ def test_a_file_removed_before_hashing_is_skipped_and_logged(inbox, instance, tm
     monkeypatch.setattr(sensors, "scan_inbox", scan_then_delete)
     result = tick(instance, tmp_path, caplog=caplog)
     assert [r.partition_key[:5] for r in result.run_requests] == ["kept-"]
-    assert list(json.loads(result.cursor)) == ["kept.wav"]
+    assert list(handled(tmp_path, result)) == ["kept.wav"]
     assert [k[:5] for k in instance.get_dynamic_partitions(media_files.name)] == ["kept-"]
     assert "skipping gone.wav: removed from the inbox before it was hashed" in caplog.text
 
@@ -255,6 +372,29 @@ def test_a_file_replaced_after_registration_fails_ingest_and_becomes_a_new_parti
     [run] = second.run_requests
     assert run.partition_key.startswith("a-") and run.partition_key != old
     assert sorted(instance.get_dynamic_partitions(media_files.name)) == sorted([old, run.partition_key])
+
+
+def speech_file(path, seconds: float):
+    """A real WAV of `seconds` (silence: only its declared duration matters here), settled."""
+    import numpy as np
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.zeros(int(seconds * 16_000), dtype=np.float32), 16_000)
+    past = time.time() - 10
+    os.utime(path, (past, past))
+    return path
+
+
+def test_runs_of_files_arriving_together_are_bounded_by_their_audio_seconds(inbox, instance, tmp_path, monkeypatch):
+    """4 s, 4 s, 4 s, 15 s, 1 s and 4 s recordings and a file that is not media (0 s: it fails at once), under
+    a 10 s bound: the long one runs alone, the others fill runs up to 10 s in name order."""
+    monkeypatch.setenv("BATCH_MAX_AUDIO_SECONDS", "10")
+    for name, seconds in (("a", 4), ("b", 4), ("c", 4), ("d", 15), ("e", 1), ("f", 4)):
+        speech_file(inbox / f"{name}.wav", seconds)
+    drop(inbox / "g.wav", b"not audio at all")
+    runs = requested_runs(instance, tick(instance, tmp_path))
+    assert [[key[0] for key in run] for run in runs] == [["a", "b"], ["c"], ["d"], ["e", "f", "g"]]
 
 
 def test_split_plan():

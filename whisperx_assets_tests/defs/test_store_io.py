@@ -83,6 +83,19 @@ def test_paths_never_escape(tmp_path):
         store.source_record("../x")
     with pytest.raises(MediaError, match="unsupported extension"):
         store.media_path(KEY, "x.exe")
+    with pytest.raises(ValueError, match="invalid inbox state name"):  # a name read from a sensor cursor
+        store.inbox_state("../../etc/passwd")
+
+
+def test_inbox_states_are_named_by_their_content_and_pruned(tmp_path):
+    store = MediaStore(tmp_path)
+    first, second = store.write_inbox_state({"a.wav": [1, 2]}), store.write_inbox_state({"b.wav": [3, 4]})
+    assert store.write_inbox_state({"a.wav": [1, 2]}) == first != second
+    assert store.read_inbox_state(second) == {"b.wav": [3, 4]}
+    store.prune_inbox_states({second}, older_than=60)  # all recent: none goes
+    assert {p.stem for p in (tmp_path / "inbox-state").iterdir()} == {first, second}
+    store.prune_inbox_states({second}, older_than=0)
+    assert {p.stem for p in (tmp_path / "inbox-state").iterdir()} == {second}
 
 
 def test_ingest_verifies_content(tmp_path):
