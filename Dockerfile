@@ -16,8 +16,8 @@ ENV UV_PROJECT_ENVIRONMENT=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     PYANNOTE_METRICS_ENABLED=0 \
     WHISPERX_ASSETS_CACHE=/opt/whisperx-assets-cache \
-    STORAGE_DIR=/data/storage \
-    INBOX_DIR=/data/inbox \
+    STORAGE_URL=/data/storage \
+    INBOX_URL=/data/inbox \
     HF_HOME=/data/hf
 
 WORKDIR /app

@@ -35,19 +35,20 @@ test: install
 
 SAMPLE := .venv/lib/python3.11/site-packages/pyannote/audio/sample/sample.wav
 run: export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
-run: export INBOX_DIR ?= $(CURDIR)/media/inbox
-run: export STORAGE_DIR ?= $(CURDIR)/media/storage
+run: export INBOX_URL ?= $(CURDIR)/media/inbox
+run: export STORAGE_URL ?= $(CURDIR)/media/storage
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
 # Webserver + daemon on the embedded default instance (SQLite under DAGSTER_HOME; PostgreSQL when
-# DAGSTER_POSTGRES_URL is set). Drop files into $(INBOX_DIR); the bundled sample recording is placed there
-# so a first partition runs with no clicks.
+# DAGSTER_POSTGRES_URL is set). Drop files into $(INBOX_URL); the bundled sample recording is placed there
+# (when it is a local folder) so a first partition runs with no clicks.
 run: install
-	@mkdir -p "$(DAGSTER_HOME)" "$(INBOX_DIR)" "$(STORAGE_DIR)"
+	@mkdir -p "$(DAGSTER_HOME)"
 	@cat dagster.yaml $(if $(DAGSTER_POSTGRES_URL),deploy/storage.postgres.yaml) > "$(DAGSTER_HOME)/dagster.yaml"
-	@[ -e "$(INBOX_DIR)/pyannote-sample.wav" ] || cp $(SAMPLE) "$(INBOX_DIR)/pyannote-sample.wav"
-	@echo "Dagster UI: http://$(HOST):$(PORT)  inbox: $(INBOX_DIR)  outputs: $(STORAGE_DIR)"
+	@case "$(INBOX_URL)" in *://*) ;; *) mkdir -p "$(INBOX_URL)"; \
+	  [ -e "$(INBOX_URL)/pyannote-sample.wav" ] || cp $(SAMPLE) "$(INBOX_URL)/pyannote-sample.wav";; esac
+	@echo "Dagster UI: http://$(HOST):$(PORT)  inbox: $(INBOX_URL)  outputs: $(STORAGE_URL)"
 	$(UV) run --frozen --no-sync dagster dev -h $(HOST) -p $(PORT) -w workspace.yaml
 
 # Library alone vs. the pipeline through Dagster (bench/run.py); BENCH_FILES=N, BENCH_MODES=limit,inprocess,daemon.

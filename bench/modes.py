@@ -8,7 +8,7 @@ RESULT.json: {"files": [{"path", "words", "turns", ...}], "wall", "peak_rss_mb",
 limit:     warm models, `SpeechEngine.process` for every file (transcribe, align, diarize, combine).
 inprocess: every file registered as its own partition, then one run of the project's `process_media` job over
            the range of their partitions (what the daemon's batch run does, without the daemon). The storage
-           folder is STORAGE_DIR, which the definitions read when they are imported.
+           folder is STORAGE_URL, which the definitions read when they are imported.
 Wall times include loading the models but not starting Python or importing the libraries.
 """
 
@@ -53,13 +53,13 @@ def limit(paths: list[str]) -> dict:
 def inprocess(paths: list[str]) -> dict:
     from dagster import DagsterInstance
 
-    from whisperx_assets.definitions import defs, storage_dir
+    from whisperx_assets.definitions import defs, storage_url
     from whisperx_assets.defs.jobs import RANGE_END, RANGE_START
     from whisperx_assets.defs.partitions import media_files
     from whisperx_assets.inputs.sources import identify
     from whisperx_assets.inputs.store import MediaStore
 
-    store = MediaStore(storage_dir)
+    store = MediaStore(storage_url)
     started = time.perf_counter()
     with DagsterInstance.ephemeral() as instance:
         sources = [identify(path) for path in paths]
@@ -74,7 +74,7 @@ def inprocess(paths: list[str]) -> dict:
     missing = {(asset.key.to_user_string(), key) for asset in defs.assets for key in keys} - done
     if missing:
         raise RuntimeError(f"process_media did not materialize {sorted(missing)}")
-    return {"files": [outputs(storage_dir, source.key, path) for source, path in zip(sources, paths)], "wall": wall}
+    return {"files": [outputs(storage_url, source.key, path) for source, path in zip(sources, paths)], "wall": wall}
 
 
 MODES = {"limit": limit, "inprocess": inprocess}

@@ -263,7 +263,7 @@ def main() -> None:
         audio_seconds, first_audio = sum(durations), durations[0]
         runners = {"limit": lambda: run_mode("limit", recordings, workdir),
                    "inprocess": lambda: run_mode("inprocess", recordings, workdir,
-                                                 {"STORAGE_DIR": str(workdir / "inprocess")}),
+                                                 {"STORAGE_URL": str(workdir / "inprocess")}),
                    "daemon": lambda: run_daemon(recordings, workdir)}
         rows = []
         for mode in modes:

@@ -233,8 +233,8 @@ def measure(count: int, workdir: Path) -> dict:
     from whisperx_assets.evaluation.servers import Deployment
 
     deployment = Deployment(workdir / f"n{count}")
-    os.environ.update(DAGSTER_HOME=str(deployment.home), INBOX_DIR=str(deployment.inbox),
-                      STORAGE_DIR=str(deployment.storage))
+    os.environ.update(DAGSTER_HOME=str(deployment.home), INBOX_URL=str(deployment.inbox),
+                      STORAGE_URL=str(deployment.storage))
     row: dict = {"partitions": count}
     started = time.perf_counter()
     make_inbox(deployment.inbox, count)

@@ -8,8 +8,9 @@ from whisperx_assets.defs.jobs import process_media_job
 from whisperx_assets.defs.resources import MediaStoreResource, WhisperXResource
 from whisperx_assets.defs.sensors import media_inbox_sensor, split_failed_batch_sensor
 from whisperx_assets.defs.settings import PipelineSettings
+from whisperx_assets.inputs.sources import location
 
-storage_dir = str(PipelineSettings().storage_dir.resolve())
+storage_url = str(location(PipelineSettings().storage_url))
 
 defs = Definitions(
     assets=ASSETS,
@@ -17,7 +18,7 @@ defs = Definitions(
     sensors=[media_inbox_sensor, split_failed_batch_sensor],
     resources={
         "whisperx": WhisperXResource(),
-        "storage": MediaStoreResource(root=storage_dir),
-        "io_manager": ParquetIOManager(base_dir=storage_dir),
+        "storage": MediaStoreResource(root=storage_url),
+        "io_manager": ParquetIOManager(root=storage_url),
     },
 )

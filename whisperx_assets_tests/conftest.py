@@ -91,6 +91,25 @@ def deployment(tmp_path_factory):
         yield running
 
 
+@pytest.fixture(scope="session")
+def s3_service():
+    """The environment that points S3 clients at a throwaway S3-compatible server (SeaweedFS, ~3 s to start)."""
+    from whisperx_assets.evaluation.stack import s3_server
+
+    with s3_server() as env:
+        yield env
+
+
+@pytest.fixture
+def s3(s3_service, monkeypatch) -> str:
+    """A new bucket's URL, with this test's environment pointing S3 clients at its server."""
+    import uuid
+
+    for name, value in s3_service.items():
+        monkeypatch.setenv(name, value)
+    return f"s3://test-{uuid.uuid4().hex[:12]}"
+
+
 # Fixtures that start servers or load real models: a test using one is `slow` (deselect with -m "not slow").
 SLOW_FIXTURES = {"deployment", "faults", "engine", "pipeline", "speech_config", "dialogue_transcript",
                  "sample_transcript"}

@@ -21,7 +21,7 @@ from whisperx_assets.defs.launcher import worker_process
 from whisperx_assets.inputs.sources import identify
 from whisperx_assets.defs.partitions import media_files
 from whisperx_assets.evaluation.servers import Deployment, descendants, environment, graphql
-from whisperx_assets.evaluation.stack import postgres_server
+from whisperx_assets.evaluation.stack import postgres_server, s3_server
 
 pytestmark = pytest.mark.slow
 
@@ -49,26 +49,26 @@ def faults(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def postgres_faults(tmp_path_factory):
-    """The same on the scale-out storage: runs, events and run monitoring in a real PostgreSQL server."""
-    with postgres_server() as url:
-        with fault_deployment(tmp_path_factory.mktemp("postgres-faults"), {"DAGSTER_POSTGRES_URL": url}) as running:
+def scale_out_faults(tmp_path_factory):
+    """The same on the scale-out stack: runs, events and run monitoring in a real PostgreSQL server, the inbox
+    and the store in buckets of a real S3-compatible server."""
+    with postgres_server() as url, s3_server() as s3, environment(s3):
+        env = {"DAGSTER_POSTGRES_URL": url, **s3, "INBOX_URL": "s3://faults/inbox", "STORAGE_URL": "s3://faults/store"}
+        with fault_deployment(tmp_path_factory.mktemp("scale-out-faults"), env) as running:
             instance = running[1]
             assert type(instance.run_storage).__name__ == "PostgresRunStorage"
             assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
             yield running
 
 
-# Crash recovery also on PostgreSQL: where the instance keeps its state is what these two rely on most.
-BOTH_STORAGES = pytest.mark.parametrize("stack", ["faults", "postgres_faults"], ids=["sqlite", "postgres"])
+# Crash recovery also on the scale-out stack: where the instance keeps its state and the store its files is
+# what these two rely on most.
+BOTH_STACKS = pytest.mark.parametrize("stack", ["faults", "scale_out_faults"], ids=["sqlite-local", "postgres-s3"])
 
 
 def drop(deployment: Deployment, source: Path, name: str) -> str:
-    """Put a file into the inbox whole (written under a hidden name, then renamed); its partition key."""
-    staging = deployment.inbox / f".{name}"
-    shutil.copy(source, staging)
-    staging.rename(deployment.inbox / name)
-    return identify(deployment.inbox / name).key
+    """Put a file into the inbox whole; its partition key."""
+    return deployment.drop((source, name))[0]
 
 
 def wait_for(predicate, timeout: float, what: str, deployment: Deployment, poll: float = 0.3):
@@ -118,7 +118,7 @@ def retry_of(instance: DagsterInstance, run_id: str):
     return runs[0] if runs else None
 
 
-@BOTH_STORAGES
+@BOTH_STACKS
 def test_run_worker_killed_mid_stage(request, stack, short_dialogue):
     """SIGKILL the run process while it transcribes: the code server reports the run failed, Dagster's run
     retry re-executes it from the failed step; `media` is not redone."""
@@ -142,23 +142,17 @@ def test_run_worker_killed_mid_stage(request, stack, short_dialogue):
           f"{recovered:.1f} s; redone: the transcript step of this file")
 
 
-@BOTH_STORAGES
+@BOTH_STACKS
 def test_whole_deployment_killed_mid_batch_then_restarted(request, stack, dialogue, sample, short_dialogue):
     """SIGKILL every process (power loss) while a batch run transcribes its second file; start the deployment
     again. Run monitoring finds the run's worker gone and marks it failed, its `gpu` slot is freed, the run
     retry resumes it and keeps the first file's finished transcript; a file dropped after the restart runs."""
     deployment, instance = request.getfixturevalue(stack)
-    staging = deployment.inbox / ".batch"
-    staging.mkdir()
-    shutil.copy(dialogue.path, staging / "power-a.wav")
-    shutil.copy(sample.path, staging / "power-b.wav")
-    for path in sorted(staging.iterdir()):
-        path.rename(deployment.inbox / path.name)
-    keys = [identify(deployment.inbox / n).key for n in ("power-a.wav", "power-b.wav")]
+    keys = deployment.drop((dialogue.path, "power-a.wav"), (sample.path, "power-b.wav"))
     first = deployment.storage / "transcript" / f"{keys[0]}.parquet"
     run = wait_for(lambda: first.exists() and step_running(instance, keys[1], "transcript"), 240,
                    "first file transcribed, second in progress", deployment, poll=0.1)
-    finished_before = first.stat().st_mtime_ns
+    finished_before = first.stat().st_mtime
     deployment.kill_all()
     assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED  # nobody left to say otherwise
     deployment.start()
@@ -175,7 +169,7 @@ def test_whole_deployment_killed_mid_batch_then_restarted(request, stack, dialog
     assert retry is not None
     wait_for(lambda: instance.get_run_by_id(retry.run_id).is_finished, 60, "retry finished", deployment)
     assert instance.get_run_by_id(retry.run_id).status == DagsterRunStatus.SUCCESS
-    assert first.stat().st_mtime_ns == finished_before  # the first file's transcript was kept, not redone
+    assert first.stat().st_mtime == finished_before  # the first file's transcript was kept, not redone
     assert_done_once(instance, [*keys, late])
     print(f"whole deployment SIGKILL mid-batch: after restart, marked failed in {detected:.1f} s, every file "
           f"(and one dropped after the restart) done in {recovered:.1f} s; redone: the second file's transcript")

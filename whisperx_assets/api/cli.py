@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import sys
 import tempfile
 import time
@@ -196,9 +195,10 @@ def cmd_result(args) -> int:
     else:
         path = call(c.output_path, "subtitles", args.partition, "folder") / f"{args.partition}.{args.format}"
     if not path.is_file():
-        raise CliError(f"{path} is not readable from here (is the store on another machine?)", EXIT_NOT_FOUND)
+        raise CliError(f"{path} is not readable from here (is the store on another machine? Set STORAGE_URL's "
+                       "credentials, e.g. AWS_ENDPOINT_URL, for an object store)", EXIT_NOT_FOUND)
     if args.output:
-        shutil.copyfile(path, args.output)
+        Path(args.output).write_bytes(path.read_bytes())
         emit(args, {"partition": args.partition, "path": str(args.output)}, [str(args.output)])
     elif args.format == "parquet":
         sys.stdout.buffer.write(path.read_bytes())
@@ -223,7 +223,7 @@ def cmd_process(args) -> int:
     overrides = speech_overrides(args)
     args.out.mkdir(parents=True, exist_ok=True)
     scratch = tempfile.TemporaryDirectory(prefix="whisperx-assets-")
-    os.environ.setdefault("STORAGE_DIR", scratch.name)  # before the definitions read it
+    os.environ.setdefault("STORAGE_URL", scratch.name)  # before the definitions read it
     from dagster import DagsterInstance
 
     from whisperx_assets.api.client import JOB
@@ -232,7 +232,7 @@ def cmd_process(args) -> int:
     from whisperx_assets.inputs.sources import identify
     from whisperx_assets.inputs.store import MediaStore
 
-    job, store = defs.resolve_job_def(JOB), MediaStore(PipelineSettings().storage_dir.resolve())
+    job, store = defs.resolve_job_def(JOB), MediaStore(PipelineSettings().storage_url)
     instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
     summaries = []
     with instance, stdout_to_stderr() as real_stdout:
@@ -277,8 +277,8 @@ def process_one(job, instance, store, source, overrides: dict, out: Path) -> dic
                    speakers=facts["diarization"]["speakers"].value, words=facts["combined"]["dagster/row_count"].value)
     stem = Path(source.name).stem
     for path in store.subtitles_dir(key).iterdir():
-        shutil.copyfile(path, out / f"{stem}{path.suffix}")
-    shutil.copyfile(store.output_path("combined", key), out / f"{stem}.parquet")
+        (out / f"{stem}{path.suffix}").write_bytes(path.read_bytes())
+    (out / f"{stem}.parquet").write_bytes(store.output_path("combined", key).read_bytes())
     return summary
 
 

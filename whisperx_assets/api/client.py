@@ -12,15 +12,15 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
+from upath import UPath
 
 from whisperx_assets.defs.assets import ASSET_NAMES
 from whisperx_assets.defs.jobs import RANGE_END, RANGE_START, process_media_job, run_keys
 from whisperx_assets.defs.partitions import media_files
-from whisperx_assets.inputs.sources import Source, identify
+from whisperx_assets.inputs.sources import Source, identify, location
 
 LOCATION = "whisperx_assets"  # workspace.yaml's location_name
 REPOSITORY = "__repository__"
@@ -400,7 +400,7 @@ class WhisperXClient(DagsterGraphQLClient):
         reasons = {run_id: self.run(run_id)["failure"] for run_id in set(run_ids.values()) if run_id}
         return {key: reasons.get(run_id) for key, run_id in run_ids.items()}
 
-    def output_path(self, asset: str, key: str, label: str = "path") -> Path:
+    def output_path(self, asset: str, key: str, label: str = "path") -> UPath:
         """Where the latest materialization of `asset` for partition `key` stored its output."""
         result = self.query(MATERIALIZATION, {"asset": [asset], "key": key})["assetOrError"]
         materializations = result.get("assetMaterializations") or []
@@ -408,7 +408,7 @@ class WhisperXClient(DagsterGraphQLClient):
             raise NotFound(f"{asset} is not materialized for partition {key}")
         for entry in materializations[0]["metadataEntries"]:
             if entry["label"] == label and entry.get("path"):
-                return Path(entry["path"])
+                return location(entry["path"])
         raise NotFound(f"{asset} for {key} recorded no {label}")
 
     def backfill(self, keys: list[str]) -> str:

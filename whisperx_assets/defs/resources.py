@@ -9,19 +9,19 @@ dropped first), so the stages of a batch decode each file once.
 from __future__ import annotations
 
 from collections import OrderedDict
-from pathlib import Path
 from types import UnionType
 from typing import Annotated, Literal, Optional, Union, get_args, get_origin
 
 import numpy as np
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr, create_model
+from upath import UPath
 
 from whisperx_assets.defs.settings import PipelineSettings
 from whisperx_assets.speech.config import SpeechConfig, per_run_fields
 from whisperx_assets.speech.engine import SpeechEngine
 from whisperx_assets.speech.media import SAMPLE_RATE, MediaInfo
-from whisperx_assets.inputs.store import MediaStore
+from whisperx_assets.inputs.store import MediaStore, local_file
 
 
 def config_type(annotation):
@@ -52,12 +52,14 @@ class SpeechEngineResource(ConfigurableResource):
             self._engine = SpeechEngine(self.speech_config())
         return self._engine
 
-    def load_audio(self, path: Path) -> tuple[MediaInfo, np.ndarray]:
-        key = (str(path), path.stat().st_mtime_ns)
+    def load_audio(self, path: UPath) -> tuple[MediaInfo, np.ndarray]:
+        """A stored input decoded (once per run while it stays in the cache; stored inputs never change)."""
+        key = str(path)
         if key in self._audio:
             self._audio.move_to_end(key)
             return self._audio[key]
-        loaded = self._audio[key] = self.engine.load(path)
+        with local_file(path) as local:
+            loaded = self._audio[key] = self.engine.load(local)
         budget = PipelineSettings().audio_cache_seconds * SAMPLE_RATE
         while len(self._audio) > 1 and sum(len(samples) for _, samples in self._audio.values()) > budget:
             self._audio.popitem(last=False)
@@ -83,10 +85,10 @@ WhisperXResource = create_model(
 
 
 class MediaStoreResource(ConfigurableResource):
-    """Where inputs and outputs live (STORAGE_DIR, default media/storage)."""
+    """Where inputs and outputs live (STORAGE_URL, default media/storage)."""
 
     root: str
 
     @property
     def store(self) -> MediaStore:
-        return MediaStore(Path(self.root))
+        return MediaStore(self.root)

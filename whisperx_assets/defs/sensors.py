@@ -44,18 +44,21 @@ import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 from dagster import (AssetKey, DagsterEvent, DagsterEventType, DefaultSensorStatus, RunFailureSensorContext,
                      SensorEvaluationContext, SensorResult, SkipReason, run_failure_sensor, sensor)
+from upath import UPath
 from dagster._core.execution.stats import StepEventStatus
 from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from whisperx_assets.defs.assets import ASSET_NAMES
 from whisperx_assets.defs.jobs import (RANGE_END, RANGE_START, RESUME_FROM, batch_run_key, batches, keys_in_range,
                                    process_media_job, process_media_request, work_id)
-from whisperx_assets.inputs.sources import Source, identify
-from whisperx_assets.inputs.store import MediaStore
+from whisperx_assets.inputs.sources import Source, identify, location
+from whisperx_assets.inputs.store import MediaStore, is_local, local_file
 from whisperx_assets.defs.partitions import media_files
 from whisperx_assets.defs.resources import MediaStoreResource
 from whisperx_assets.defs.settings import PipelineSettings
@@ -71,11 +74,11 @@ EXAMINE_THREADS = 4  # hashing and probing wait on the disk and on ffprobe: a fe
 STALE_STATE_S = 120.0
 
 
-def scan_inbox(root: str, unlisted: list[str] | None = None):
-    """(name relative to `root`, stat) of each supported media file under `root`, hidden files and folders
-    skipped. Folders (and entries) that cannot be read are appended to `unlisted` by name ("" for `root`):
-    their files are not known to be gone. Plain strings and no more calls than needed per entry: the walk goes
-    over every file of the inbox each tick."""
+def scan_folder(root: str, unlisted: list[str] | None = None):
+    """(name relative to `root`, [size, mtime_ns]) of each supported media file under the local folder `root`,
+    hidden files and folders skipped. Folders (and entries) that cannot be read are appended to `unlisted` by
+    name ("" for `root`): their files are not known to be gone. Plain strings and no more calls than needed per
+    entry: the walk goes over every file of the inbox each tick."""
     extensions = tuple(SUPPORTED_EXTENSIONS)
     stack = [""]
     while stack:
@@ -95,59 +98,81 @@ def scan_inbox(root: str, unlisted: list[str] | None = None):
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(name)
                 elif entry.name.lower().endswith(extensions) and entry.is_file(follow_symlinks=False):
-                    yield name, entry.stat()
+                    stat = entry.stat()
+                    yield name, [stat.st_size, stat.st_mtime_ns]
             except OSError:
                 if unlisted is not None:
                     unlisted.append(name)
 
 
-def inbox_changes(inbox: Path, handled: dict[str, list[int]], settle_seconds: float):
-    """What the inbox holds that `handled` does not say: ({name: [size, mtime_ns]} of the files new or changed
+def scan_objects(inbox: UPath):
+    """(name relative to the prefix `inbox`, [size, last-modified ns, ETag]) of each supported media object
+    under it, hidden names skipped: an object appears whole, and a new upload under the same name changes its
+    ETag and time."""
+    extensions = tuple(SUPPORTED_EXTENSIONS)
+    root = inbox.path.rstrip("/")
+    for path, info in inbox.fs.find(root, detail=True).items():
+        name = path[len(root):].lstrip("/")
+        if info.get("type") != "file" or not name.lower().endswith(extensions) or \
+                any(part.startswith(".") for part in name.split("/")):
+            continue
+        modified = info.get("LastModified") or info.get("last_modified") or info.get("updated") or info.get("mtime")
+        if isinstance(modified, str):
+            modified = datetime.fromisoformat(modified.replace("Z", "+00:00"))
+        seconds = modified.timestamp() if isinstance(modified, datetime) else float(modified or 0)
+        tag = info.get("ETag") or info.get("etag") or info.get("md5Hash") or ""
+        yield name, [int(info.get("size") or 0), int(seconds * 1e9), str(tag).strip('"')]
+
+
+def inbox_changes(inbox: UPath, handled: dict[str, list], settle_seconds: float):
+    """What the inbox holds that `handled` does not say: ({name: fingerprint} of the files new or changed
     since, and settled; how many files are still being written; the handled files gone from the inbox)."""
     now = time.time()
     present: set[str] = set()
     unlisted: list[str] = []
-    changed: dict[str, list[int]] = {}
+    changed: dict[str, list] = {}
     unsettled = 0
-    for name, stat in scan_inbox(str(inbox), unlisted):
+    listing = scan_folder(str(inbox), unlisted) if is_local(inbox) else scan_objects(inbox)
+    separator = os.sep if is_local(inbox) else "/"
+    for name, fingerprint in listing:
         present.add(name)
-        fingerprint = [stat.st_size, stat.st_mtime_ns]
         if handled.get(name) == fingerprint:
             continue
-        if now - stat.st_mtime < settle_seconds or stat.st_size == 0 and now - stat.st_mtime < 60:
+        size, age = fingerprint[0], now - fingerprint[1] / 1e9
+        if age < settle_seconds or size == 0 and age < 60:
             unsettled += 1  # still being written (an empty file gets a minute to grow before it counts as bad)
             continue
         changed[name] = fingerprint
     # The walk is complete, so a file it did not see is gone; one under a folder it could not read may not be.
-    kept = [folder + os.sep if folder else "" for folder in unlisted]
-    gone = [n for n in handled if n not in present and not any((n + os.sep).startswith(k) for k in kept)]
+    kept = [folder + separator if folder else "" for folder in unlisted]
+    gone = [n for n in handled if n not in present and not any((n + separator).startswith(k) for k in kept)]
     return changed, unsettled, gone
 
 
-# The state this process last read or wrote, by (name, size, mtime_ns) of its file: an idle tick does not parse
-# it again (a changed or deleted file is read again).
-_state_cache: dict[tuple, dict[str, list[int]]] = {}
+# The state this process last read or wrote, by (name, size) of its file: an idle tick does not parse
+# it again (a deleted file is noticed).
+_state_cache: dict[tuple, dict[str, list]] = {}
 
 
-def read_state(store: MediaStore, name: str) -> dict[str, list[int]]:
+def read_state(store: MediaStore, name: str) -> dict[str, list]:
     """The files state `name` holds, not to be changed (it may be the cached copy)."""
     stat = store.inbox_state(name).stat()
-    key = (name, stat.st_size, stat.st_mtime_ns)
+    key = (name, stat.st_size)  # a state's content never changes
     if key not in _state_cache:
         _state_cache.clear()
         _state_cache[key] = store.read_inbox_state(name)
     return _state_cache[key]
 
 
-def write_state(store: MediaStore, files: dict[str, list[int]]) -> str:
+def write_state(store: MediaStore, files: dict[str, list]) -> str:
     name = store.write_inbox_state(files)
     stat = store.inbox_state(name).stat()
     _state_cache.clear()
-    _state_cache[(name, stat.st_size, stat.st_mtime_ns)] = files
+    _state_cache[(name, stat.st_size)] = files
     return name
 
 
-def handled_files(store: MediaStore, cursor: str | None, log) -> tuple[str | None, dict[str, list[int]]]:
+def handled_files(store: MediaStore, cursor: str | None, log) -> tuple[str | None, dict[str, list]]:
     """(the state the cursor names, the files it holds, not to be changed): what the committed ticks handled. A
     cursor of an earlier version held the files itself (no state yet)."""
     recorded = json.loads(cursor) if cursor else {}
@@ -170,13 +195,16 @@ def audio_seconds(path: Path, config: SpeechConfig) -> float | None:
         return None
 
 
-def examine(inbox: Path, names: list[str], probe_config: SpeechConfig | None, deadline: float, log):
+def examine(inbox: UPath, names: list[str], probe_config: SpeechConfig | None, deadline: float, log):
     """Hash (and with `probe_config`, probe) the files `names`, a few at a time, until `deadline`:
     ({name: (source, audio seconds)}, how many files were left for the next tick). A file that vanished or
     cannot be read is logged and left out."""
     def one(name: str) -> tuple[Source, float | None]:
-        source = identify(inbox / name)
-        return source, audio_seconds(inbox / name, probe_config) if probe_config else None
+        path = inbox / name
+        with local_file(path) as local:  # an object is read once, for its hash and its probe
+            source = identify(local)
+            seconds = audio_seconds(local, probe_config) if probe_config else None
+        return (source if is_local(path) else replace(source, source=str(path))), seconds
 
     found: dict[str, tuple[Source, float | None]] = {}
     with ThreadPoolExecutor(EXAMINE_THREADS) as pool:
@@ -229,9 +257,9 @@ def partitions_for(context, store: MediaStore, found: dict[str, tuple[Source, fl
         default_status=DefaultSensorStatus.RUNNING)
 def media_inbox_sensor(context: SensorEvaluationContext, storage: MediaStoreResource):
     settings = PipelineSettings()
-    inbox = settings.inbox_dir.resolve()
+    inbox = location(settings.inbox_url)
     if not inbox.is_dir():
-        return SkipReason(f"inbox {inbox} does not exist")
+        return SkipReason(f"inbox {inbox} does not exist (or, as a bucket prefix, holds nothing yet)")
     store = storage.store
     committed, handled = handled_files(store, context.cursor, context.log)
     deadline = time.monotonic() + TICK_TIME_BUDGET_S

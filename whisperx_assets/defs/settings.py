@@ -3,8 +3,6 @@ Speech options are `whisperx_assets.speech.SpeechConfig`; URL download limits `i
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field
 
 from whisperx_assets.settings import EnvSettings
@@ -13,8 +11,9 @@ from whisperx_assets.settings import EnvSettings
 class PipelineSettings(EnvSettings):
     invalid = "invalid pipeline settings"
 
-    storage_dir: Path = Field(Path("media/storage"), description="ingested media, Parquet outputs, exports")
-    inbox_dir: Path = Field(Path("media/inbox"), description="folder watched by media_inbox_sensor")
+    storage_url: str = Field("media/storage", description="ingested media, Parquet outputs, exports: a folder or "
+                             "an object store URL (`s3://bucket/prefix`)")
+    inbox_url: str = Field("media/inbox", description="folder or object store prefix watched by media_inbox_sensor")
     retry_max_attempts: int = Field(3, ge=1, description="tries per stage, the first included")
     retry_initial_interval: float = Field(5.0, ge=0, description="seconds before the first retry")
     retry_backoff_coefficient: float = Field(2.0, ge=1, description="each retry waits this many times longer")

@@ -114,7 +114,7 @@ def run_stage(context, stage: str, inputs: dict[str, In], work: Callable[[str, I
                 raise RetryRequested(max_retries=settings.retry_max_attempts - 1, seconds_to_wait=wait) from exc
             problem = storage_problem(exc)
             if problem:  # every file would fail the same way: fail the step, blame no file
-                raise Failure(description=f"{stage}: {problem}. Free space in STORAGE_DIR, then re-execute this "
+                raise Failure(description=f"{stage}: {problem}. Free space in STORAGE_URL, then re-execute this "
                                           "run from failure (files already done are kept).",
                                           allow_retries=False) from exc
             failed[key] = f"{type(exc).__name__}: {exc}"

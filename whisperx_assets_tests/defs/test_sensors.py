@@ -13,14 +13,16 @@ from whisperx_assets.inputs.keys import is_valid_key
 from whisperx_assets.defs.partitions import media_files
 from whisperx_assets.defs.resources import MediaStoreResource
 from whisperx_assets.defs.sensors import media_inbox_sensor, split_plan
-from whisperx_assets.inputs.store import MediaStore
+from whisperx_assets.inputs.keys import content_hash
+from whisperx_assets.inputs.sources import location
+from whisperx_assets.inputs.store import MediaStore, copy_file
 
 
 @pytest.fixture
 def inbox(tmp_path, monkeypatch):
     folder = tmp_path / "inbox"
     folder.mkdir()
-    monkeypatch.setenv("INBOX_DIR", str(folder))
+    monkeypatch.setenv("INBOX_URL", str(folder))
     monkeypatch.setenv("SENSOR_SETTLE_SECONDS", "2")
     monkeypatch.setenv("BATCH_MAX_AUDIO_SECONDS", "0")  # stand-in bytes declare no duration (see the probe tests)
     return folder
@@ -340,14 +342,14 @@ def test_a_file_removed_before_hashing_is_skipped_and_logged(inbox, instance, tm
     gone = drop(inbox / "gone.wav", b"gone")
     import whisperx_assets.defs.sensors as sensors
 
-    real = sensors.scan_inbox
+    real = sensors.scan_folder
 
     def scan_then_delete(root, unlisted=None):
         found = list(real(root, unlisted))
         gone.unlink()  # between the walk and the hashing
         yield from found
 
-    monkeypatch.setattr(sensors, "scan_inbox", scan_then_delete)
+    monkeypatch.setattr(sensors, "scan_folder", scan_then_delete)
     result = tick(instance, tmp_path, caplog=caplog)
     assert [r.partition_key[:5] for r in result.run_requests] == ["kept-"]
     assert list(handled(tmp_path, result)) == ["kept.wav"]
@@ -429,7 +431,7 @@ def test_a_failed_batch_run_is_split_around_the_bad_file(tmp_path, instance):
         store.register(source)
     instance.add_dynamic_partitions(media_files.name, keys)
     resources = {"whisperx": WhisperXResource(), "storage": MediaStoreResource(root=str(store.root)),
-                 "io_manager": ParquetIOManager(base_dir=str(store.root))}
+                 "io_manager": ParquetIOManager(root=str(store.root))}
 
     def split(**target):
         result = materialize([media], instance=instance, resources=resources, raise_on_error=False, **target)
@@ -475,3 +477,44 @@ def test_a_run_that_died_after_its_last_step_is_recorded_as_successful(tmp_path,
     assert "marked successful" in outcome.skip_message
     finished = instance.get_run_by_id(run.run_id)
     assert finished.status == DagsterRunStatus.SUCCESS and finished.tags["dagster/will_retry"] == "false"
+
+
+def test_a_bucket_inbox(s3, instance, tmp_path, monkeypatch):
+    """INBOX_URL and STORAGE_URL as prefixes of a real S3-compatible server: objects are picked up once settled,
+    bounded by their audio seconds, an unchanged object is not picked up again, a new upload under the same
+    name is (new ETag and time), hidden and unsupported objects are skipped."""
+    inbox, store = location(f"{s3}/inbox"), MediaStore(f"{s3}/store")
+    monkeypatch.setenv("INBOX_URL", str(inbox))
+    monkeypatch.setenv("BATCH_MAX_AUDIO_SECONDS", "6")
+    local = tmp_path / "local"
+    for name, seconds in (("a", 4), ("b", 4), ("c", 1)):
+        speech_file(local / f"{name}.wav", seconds)
+        copy_file(local / f"{name}.wav", inbox / "talks" / f"{name}.wav")
+    copy_file(local / "a.wav", inbox / ".uploading.wav")
+    copy_file(local / "a.wav", inbox / "notes.txt")
+
+    def evaluate_bucket(cursor=None):
+        context = build_sensor_context(instance=instance, cursor=cursor,
+                                       resources={"storage": MediaStoreResource(root=str(store.root))})
+        result = media_inbox_sensor(context)
+        apply_adds(instance, result)
+        create_runs(instance, result)
+        return result
+
+    monkeypatch.setenv("SENSOR_SETTLE_SECONDS", "30")
+    waiting = evaluate_bucket()
+    assert not waiting.run_requests  # just uploaded: not settled yet
+    monkeypatch.setenv("SENSOR_SETTLE_SECONDS", "0")
+    first = evaluate_bucket(waiting.cursor)
+    runs = requested_runs(instance, first)
+    assert [[key[0] for key in run] for run in runs] == [["a"], ["b", "c"]]
+    key = runs[0][0]
+    assert store.source(key).source == str(inbox / "talks" / "a.wav")
+    assert store.source(key).sha256 == content_hash(local / "a.wav")
+    size, modified, etag = store.read_inbox_state(json.loads(first.cursor)["state"])["talks/a.wav"]
+    assert size == (local / "a.wav").stat().st_size and etag and abs(modified / 1e9 - time.time()) < 120
+    assert not evaluate_bucket(first.cursor).run_requests  # nothing new
+    speech_file(local / "a2.wav", 2)
+    copy_file(local / "a2.wav", inbox / "talks" / "a.wav")  # a new upload under the same name
+    [[changed]] = requested_runs(instance, evaluate_bucket(first.cursor))
+    assert changed.startswith("a-") and changed != key

@@ -74,7 +74,7 @@ def run(tmp_path, monkeypatch):
     """Materialize the real `transcript` asset with a fake engine that fails as told, then succeeds."""
     monkeypatch.setenv("RETRY_INITIAL_INTERVAL", "0.01")
     monkeypatch.setenv("RETRY_MAX_ATTEMPTS", "3")
-    io_manager = ParquetIOManager(base_dir=str(tmp_path))
+    io_manager = ParquetIOManager(root=str(tmp_path))
     (tmp_path / "media").mkdir()
     for key in [KEY, *BATCH]:
         pd.DataFrame([{"stored_path": str(tmp_path / f"{key}.wav"), "duration": 1.0}]).to_parquet(
@@ -217,7 +217,7 @@ def test_media_keeps_each_files_metadata_across_a_step_retry(tmp_path, monkeypat
         instance.add_dynamic_partitions(media_files.name, keys)
         result = materialize([media], instance=instance, tags={RANGE_START: keys[0], RANGE_END: keys[-1]},
                              resources={"whisperx": FlakyLoadWhisperX(), "storage": MediaStoreResource(root=str(store.root)),
-                                        "io_manager": ParquetIOManager(base_dir=str(store.root))})
+                                        "io_manager": ParquetIOManager(root=str(store.root))})
     assert result.success and not FLAKY_LOADS
     assert [e.event_type_value for e in result.all_events].count("STEP_UP_FOR_RETRY") == 1
     metadata = {e.materialization.partition: e.materialization.metadata for e in result.get_asset_materialization_events()}

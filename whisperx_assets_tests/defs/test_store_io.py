@@ -2,7 +2,6 @@
 
 import hashlib
 import os
-import shutil
 import threading
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,10 +13,10 @@ from dagster import AssetKey, PartitionKeyRange, StaticPartitionsDefinition, bui
 from whisperx_assets.defs.io_managers import ParquetIOManager
 from whisperx_assets.inputs.fetch import FetchPolicy
 from whisperx_assets.inputs.keys import content_hash
-from whisperx_assets.inputs.sources import identify
+from whisperx_assets.inputs.sources import identify, location
 from whisperx_assets.speech.errors import MediaError
 from whisperx_assets.speech.frames import SEGMENT_DTYPES, segments_frame
-from whisperx_assets.inputs.store import MediaStore, atomic_write_bytes
+from whisperx_assets.inputs.store import MediaStore, StageOutput, atomic_write, copy_file
 
 KEY = "meeting-0123456789ab"
 
@@ -27,7 +26,7 @@ def frame():
 
 
 def test_parquet_round_trip_keeps_dtypes(tmp_path):
-    manager = ParquetIOManager(base_dir=str(tmp_path))
+    manager = ParquetIOManager(root=str(tmp_path)).create_io_manager(None)
     out = build_output_context(asset_key=AssetKey("transcript"), partition_key=KEY)
     manager.handle_output(out, {KEY: frame()})
     path = tmp_path / "transcript" / f"{KEY}.parquet"
@@ -39,7 +38,7 @@ def test_parquet_round_trip_keeps_dtypes(tmp_path):
 
 
 def test_several_partitions_in_one_output_get_one_file_each(tmp_path):
-    manager = ParquetIOManager(base_dir=str(tmp_path))
+    manager = ParquetIOManager(root=str(tmp_path)).create_io_manager(None)
     keys = ["a-0123456789ab", "b-0123456789ab", "c-0123456789ab"]
     batch = {"asset_key": AssetKey("transcript"), "asset_partitions_def": StaticPartitionsDefinition(keys),
              "asset_partition_key_range": PartitionKeyRange(keys[0], keys[2])}
@@ -50,7 +49,7 @@ def test_several_partitions_in_one_output_get_one_file_each(tmp_path):
 
 def test_an_output_must_cover_exactly_its_partitions(tmp_path):
     """Dagster records a materialization for every partition of the step: a missing file would be a lie."""
-    manager = ParquetIOManager(base_dir=str(tmp_path))
+    manager = ParquetIOManager(root=str(tmp_path)).create_io_manager(None)
     out = build_output_context(asset_key=AssetKey("transcript"), partition_key=KEY)
     with pytest.raises(TypeError, match="one DataFrame per partition"):
         manager.handle_output(out, frame())
@@ -64,18 +63,18 @@ def test_failed_write_leaves_previous_file_intact(tmp_path):
     frame().to_parquet(target)
     before = target.read_bytes()
 
-    def broken(path):
-        path.write_bytes(b"half")
+    def broken(file):
+        file.write(b"half")
         raise OSError("disk full")
 
     with pytest.raises(OSError):
-        atomic_write_bytes(target, broken)
+        atomic_write(target, broken)
     assert target.read_bytes() == before
     assert os.listdir(tmp_path) == ["t.parquet"]  # no temporary left behind
 
 
 def test_paths_never_escape(tmp_path):
-    manager = ParquetIOManager(base_dir=str(tmp_path))
+    manager = ParquetIOManager(root=str(tmp_path)).create_io_manager(None)
     with pytest.raises(ValueError, match="invalid partition key"):
         manager.store.output_path("transcript", "../../etc-0123456789ab")
     store = MediaStore(tmp_path)
@@ -112,7 +111,7 @@ def test_ingest_verifies_content(tmp_path):
     assert not (tmp_path / "store" / "inputs" / "in-ffffffffffff.wav").exists()
 
 
-def test_ingest_of_a_file_deleted_after_registration(tmp_path, monkeypatch):
+def test_ingest_of_a_file_deleted_after_registration(tmp_path):
     source = tmp_path / "in.wav"
     source.write_bytes(b"RIFF-data")
     key, sha256 = identify(source).key, content_hash(source)
@@ -121,16 +120,6 @@ def test_ingest_of_a_file_deleted_after_registration(tmp_path, monkeypatch):
     with pytest.raises(MediaError, match=r"file not found \(moved or deleted before it was ingested\)") as error:
         store.ingest(key, source, "in.wav", sha256)
     assert error.value.path == str(source)
-    source.write_bytes(b"RIFF-data")
-    real = shutil.copyfile
-
-    def delete_then_copy(src, dst):  # deleted between the check and the copy
-        source.unlink()
-        return real(src, dst)
-
-    monkeypatch.setattr(shutil, "copyfile", delete_then_copy)
-    with pytest.raises(MediaError, match="file not found"):
-        store.ingest(key, source, "in.wav", sha256)
     assert not list((tmp_path / "store" / "inputs").iterdir())  # no partial copy or temporary left
 
 
@@ -176,3 +165,56 @@ def test_download_records_the_sha256_of_the_downloaded_bytes(tmp_path, monkeypat
     assert store.source(source.key) == replace(source, sha256=sha256)
     store.register(source)  # a re-run's config registers the URL again: the file is not downloaded again
     assert store.download(source, FetchPolicy()) == stored and store.source(source.key).sha256 == sha256
+
+
+def test_the_store_in_a_bucket(s3, tmp_path):
+    """The same store on a real S3-compatible server: records, inputs (from a local file and from another
+    object), outputs with their work, subtitles, inbox states; the IO manager over it."""
+    store = MediaStore(f"{s3}/store")
+    assert str(store.root) == f"{s3}/store"
+    local = tmp_path / "in.wav"
+    local.write_bytes(b"RIFF-data")
+    source = identify(local)
+    store.register(source)
+    assert store.source(source.key) == source
+    stored = store.ingest(source.key, local, "in.wav", source.sha256)
+    assert str(stored) == f"{s3}/store/inputs/{source.key}.wav" and stored.read_bytes() == b"RIFF-data"
+
+    upload = location(f"{s3}/uploads/other.wav")
+    copy_file(location(local), upload)
+    from_bucket = identify(str(upload))
+    assert (from_bucket.source, from_bucket.sha256) == (str(upload), source.sha256)
+    with pytest.raises(MediaError, match="changed after it was registered"):
+        store.ingest("other-ffffffffffff", upload, "other.wav", "0" * 64)
+    assert not store.media_path("other-ffffffffffff", "other.wav").exists()
+
+    manager = ParquetIOManager(root=str(store.root)).create_io_manager(None)
+    manager.handle_output(build_output_context(asset_key=AssetKey("transcript"), partition_key=KEY), {KEY: frame()})
+    assert store.written_by("transcript", KEY) == ""
+    loaded = manager.load_input(build_input_context(asset_key=AssetKey("transcript"), partition_key=KEY))
+    pd.testing.assert_frame_equal(loaded[KEY], frame())
+    store.write_output("alignment", KEY, StageOutput(frame(), {"backend": "x"}), "run-1")
+    assert store.written_by("alignment", KEY) == "run-1"
+    assert store.read_output("alignment", KEY).facts == {"backend": "x"}
+
+    (tmp_path / "a.srt").write_text("1\n")
+    published = store.publish(tmp_path / "a.srt", store.subtitles_dir(KEY) / "a.srt")
+    assert published.read_text() == "1\n"
+
+    first = store.write_inbox_state({"a.wav": [1, 2, "etag"]})
+    assert store.read_inbox_state(first) == {"a.wav": [1, 2, "etag"]}
+    store.prune_inbox_states(set(), older_than=0)
+    assert not store.inbox_state(first).exists()
+
+
+def test_a_failed_upload_leaves_no_object(s3):
+    target = location(f"{s3}/store/transcript/{KEY}.parquet")
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    def broken(file):
+        file.write(b"x" * (6 << 20))  # past s3fs's first part: a multipart upload is under way
+        raise OSError("connection lost")
+
+    with pytest.raises(OSError, match="connection lost"):
+        atomic_write(target, broken)
+    assert not target.exists()

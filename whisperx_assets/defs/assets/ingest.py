@@ -2,7 +2,6 @@
 
 
 import json
-from pathlib import Path
 
 import pandas as pd
 from dagster import AssetExecutionContext, Config, Failure, Output, asset
@@ -11,7 +10,7 @@ from pydantic import Field
 from whisperx_assets.defs.assets.metadata import record, stage_output
 from whisperx_assets.inputs.fetch import FetchPolicy
 from whisperx_assets.defs.jobs import BATCHES
-from whisperx_assets.inputs.sources import Source, is_url, source_name
+from whisperx_assets.inputs.sources import Source, is_url, location, source_name
 from whisperx_assets.defs.partitions import media_files
 from whisperx_assets.defs.resources import MediaStoreResource, WhisperXResource
 from whisperx_assets.speech.errors import MediaError
@@ -54,7 +53,7 @@ def media(context: AssetExecutionContext, config: MediaSource, whisperx: Whisper
             stored = store.download(source, FetchPolicy())
             source = store.source(key)  # now with the SHA-256 of the downloaded bytes
         else:
-            stored = store.ingest(key, Path(source.source), source.name, source.sha256)
+            stored = store.ingest(key, location(source.source), source.name, source.sha256)
         try:
             info, _ = whisperx.load_audio(stored)
         except MediaError as exc:  # name the file the user gave, not the stored copy

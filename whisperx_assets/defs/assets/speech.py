@@ -6,8 +6,6 @@ Each step covers the run's partitions (one file, or a batch) and works file by f
 """
 
 
-from pathlib import Path
-
 import pandas as pd
 from dagster import AssetCheckSeverity, AssetExecutionContext, Output, asset
 
@@ -20,13 +18,14 @@ from whisperx_assets.defs.resources import MediaStoreResource, WhisperXResource
 from whisperx_assets.speech.combine import assign_speakers
 from whisperx_assets.speech.frames import split_word_table, word_table, words_frame
 from whisperx_assets.defs.stage_guard import run_stage
+from whisperx_assets.inputs.sources import location
 
 GPU_POOL = "gpu"
 Frames = dict[str, pd.DataFrame]
 
 
 def _audio(whisperx: WhisperXResource, media: pd.DataFrame):
-    return whisperx.load_audio(Path(media["stored_path"].iloc[0]))[1]
+    return whisperx.load_audio(location(media["stored_path"].iloc[0]))[1]
 
 
 def _duration(media: pd.DataFrame) -> float:
