@@ -3,7 +3,7 @@
 # Whisper base joined at build time); larger models can be mounted at HF_HOME.
 #
 #   docker build -t whisperx-assets .
-#   docker run --gpus all -p 4000:4000 -e DAGSTER_POSTGRES_HOST=... whisperx-assets
+#   docker run --gpus all -p 4000:4000 -e DAGSTER_POSTGRES_URL=... -e STORAGE_URL=s3://... whisperx-assets
 FROM python:3.11-slim-bookworm
 
 RUN apt-get update \

@@ -45,7 +45,12 @@ def test_bucket_inbox_to_combined_with_two_runs_at_once(stack, dialogue, short_d
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
     keys = deployment.drop((dialogue.path, "first.wav"), (short_dialogue.path, "second.wav"))
     wait_for(lambda: combined_done(instance, keys), 600, "both files through subtitles", deployment, poll=1)
-    runs = [run for key in keys for run in runs_for(instance, key)]
+
+    def finished_runs():
+        runs = [run for key in keys for run in runs_for(instance, key)]
+        return runs if runs and all(run.is_finished for run in runs) else None
+
+    runs = wait_for(finished_runs, 120, "runs finished", deployment)
     assert len(runs) == 2 and {run.status for run in runs} == {DagsterRunStatus.SUCCESS}, runs
     stats = [instance.get_run_stats(run.run_id) for run in runs]
     overlap = min(s.end_time for s in stats) - max(s.launch_time for s in stats)
