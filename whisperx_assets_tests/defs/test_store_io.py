@@ -135,7 +135,13 @@ def test_ingest_of_a_file_replaced_after_registration(tmp_path):
     assert not list((tmp_path / "store" / "inputs").iterdir())  # no stale copy for a later run to trust
 
 
-def test_download_records_the_sha256_of_the_downloaded_bytes(tmp_path, monkeypatch):
+@pytest.fixture(params=["folder", "bucket"])
+def store_root(request, tmp_path) -> str:
+    """A store root: a local folder, or a prefix in a bucket of a real S3-compatible server."""
+    return str(tmp_path / "store") if request.param == "folder" else f"{request.getfixturevalue('s3')}/store"
+
+
+def test_download_records_the_sha256_of_the_downloaded_bytes(store_root, monkeypatch):
     payload = b"RIFF" + bytes(range(256)) * 64
 
     class Handler(BaseHTTPRequestHandler):
@@ -154,7 +160,7 @@ def test_download_records_the_sha256_of_the_downloaded_bytes(tmp_path, monkeypat
     monkeypatch.setenv("FETCH_ALLOW_PRIVATE_ADDRESSES", "1")
     try:
         source = identify(f"http://127.0.0.1:{server.server_address[1]}/talk.wav")
-        store = MediaStore(tmp_path / "store")
+        store = MediaStore(store_root)
         store.register(source)
         stored = store.download(source, FetchPolicy())
     finally:
@@ -165,6 +171,7 @@ def test_download_records_the_sha256_of_the_downloaded_bytes(tmp_path, monkeypat
     assert store.source(source.key) == replace(source, sha256=sha256)
     store.register(source)  # a re-run's config registers the URL again: the file is not downloaded again
     assert store.download(source, FetchPolicy()) == stored and store.source(source.key).sha256 == sha256
+    assert str(stored).startswith(store_root)
 
 
 def test_the_store_in_a_bucket(s3, tmp_path):
