@@ -23,11 +23,11 @@ from pathlib import Path
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
 
 import soundfile as sf  # noqa: E402
-from dagster import AssetKey, DagsterInstance, RunsFilter  # noqa: E402
+from dagster import AssetKey, RunsFilter  # noqa: E402
 
 from bench.corpus import make_corpus  # noqa: E402
 from whisperx_assets.defs.assets.speech import GPU_POOL  # noqa: E402
-from whisperx_assets.evaluation.servers import Deployment, environment  # noqa: E402
+from whisperx_assets.evaluation.servers import Deployment, environment, running  # noqa: E402
 from whisperx_assets.evaluation.stack import postgres_server, s3_server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,12 +51,8 @@ def measure(recordings, workdir: Path, scale_out: bool, slots: int) -> dict:
             url, s3 = stack.enter_context(postgres_server()), stack.enter_context(s3_server())
             stack.enter_context(environment(s3))
             env |= {"DAGSTER_POSTGRES_URL": url, **s3, "INBOX_URL": "s3://bench/inbox", "STORAGE_URL": "s3://bench/store"}
-        deployment = Deployment(workdir, env)
-        stack.callback(deployment.stop)
-        with environment(deployment.env):
-            instance = stack.enter_context(DagsterInstance.from_config(str(deployment.home)))
-        instance.event_log_storage.set_concurrency_slots(GPU_POOL, slots)
-        deployment.start()
+        deployment, instance = stack.enter_context(running(
+            Deployment(workdir, env), lambda instance: instance.event_log_storage.set_concurrency_slots(GPU_POOL, slots)))
         started = time.perf_counter()
         keys = set(deployment.drop(*[(r.path, r.path.name) for r in recordings]))
         deadline = started + 1800

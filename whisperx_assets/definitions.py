@@ -3,7 +3,9 @@
 from dagster import Definitions
 
 from whisperx_assets.defs.assets import ASSETS
+from whisperx_assets.defs.callbacks import CALLBACK_SENSORS
 from whisperx_assets.defs.io_managers import ParquetIOManager
+from whisperx_assets.defs.deletion import delete_media
 from whisperx_assets.defs.jobs import process_media_job
 from whisperx_assets.defs.resources import MediaStoreResource, WhisperXResource
 from whisperx_assets.defs.sensors import media_inbox_sensor, split_failed_batch_sensor
@@ -14,8 +16,8 @@ storage_url = str(location(PipelineSettings().storage_url))
 
 defs = Definitions(
     assets=ASSETS,
-    jobs=[process_media_job],
-    sensors=[media_inbox_sensor, split_failed_batch_sensor],
+    jobs=[process_media_job, delete_media],
+    sensors=[media_inbox_sensor, split_failed_batch_sensor, *CALLBACK_SENSORS],
     resources={
         "whisperx": WhisperXResource(),
         "storage": MediaStoreResource(root=storage_url),

@@ -102,16 +102,29 @@ def s3_service():
 
 @pytest.fixture
 def s3(s3_service, monkeypatch) -> str:
-    """A new bucket's URL, with this test's environment pointing S3 clients at its server."""
+    """A new prefix in the test bucket, with this test's environment pointing S3 clients at its server. (One
+    bucket: SeaweedFS gives each bucket volumes of its own, and runs out of them after a few dozen.)"""
     import uuid
 
     for name, value in s3_service.items():
         monkeypatch.setenv(name, value)
-    return f"s3://test-{uuid.uuid4().hex[:12]}"
+    return f"s3://tests/{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def standin(tmp_path_factory):
+    """(deployment, instance): a real webserver and daemon on the stand-in engine (`standin.py`), for tests of
+    the orchestration around a partition (callbacks to local addresses allowed). Tests may restart it."""
+    from whisperx_assets.evaluation.servers import Deployment, running
+
+    with running(Deployment(tmp_path_factory.mktemp("standin"),
+                            env={"FETCH_ALLOW_PRIVATE_ADDRESSES": "1", "CALLBACK_DAGSTER_URL": "http://ui.test"},
+                            workspace="whisperx_assets_tests/standin_workspace.yaml")) as started:
+        yield started
 
 
 # Fixtures that start servers or load real models: a test using one is `slow` (deselect with -m "not slow").
-SLOW_FIXTURES = {"deployment", "faults", "engine", "pipeline", "speech_config", "dialogue_transcript",
+SLOW_FIXTURES = {"deployment", "standin", "faults", "engine", "pipeline", "speech_config", "dialogue_transcript",
                  "sample_transcript"}
 
 

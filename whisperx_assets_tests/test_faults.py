@@ -20,7 +20,7 @@ from whisperx_assets.defs.jobs import run_keys
 from whisperx_assets.defs.launcher import worker_process
 from whisperx_assets.inputs.sources import identify
 from whisperx_assets.defs.partitions import media_files
-from whisperx_assets.evaluation.servers import Deployment, descendants, environment, graphql
+from whisperx_assets.evaluation.servers import Deployment, descendants, environment, graphql, running
 from whisperx_assets.evaluation.stack import postgres_server, s3_server
 
 pytestmark = pytest.mark.slow
@@ -31,14 +31,8 @@ DETECTION_BOUND_S = 120  # an interrupted run is marked failed within this of th
 @contextlib.contextmanager
 def fault_deployment(root: Path, env: dict | None = None):
     """(deployment, instance) with short retry waits."""
-    deployment = Deployment(root, env={"RETRY_INITIAL_INTERVAL": "1", **(env or {})}).start()
-    try:
-        with environment(deployment.env):
-            instance = DagsterInstance.from_config(str(deployment.home))
-        with instance:
-            yield deployment, instance
-    finally:
-        deployment.stop()
+    with running(Deployment(root, env={"RETRY_INITIAL_INTERVAL": "1", **(env or {})})) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

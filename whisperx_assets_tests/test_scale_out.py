@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterRunStatus, RunsFilter
 
 from whisperx_assets.defs.assets import ASSET_NAMES
 from whisperx_assets.defs.assets.speech import GPU_POOL
-from whisperx_assets.evaluation.servers import Deployment, environment
+from whisperx_assets.evaluation.servers import Deployment, environment, running
 from whisperx_assets.evaluation.stack import postgres_server, s3_server
 from whisperx_assets.inputs.sources import location
 from whisperx_assets.inputs.store import MediaStore, copy_file
@@ -28,16 +28,9 @@ def stack(tmp_path_factory):
     with postgres_server() as url, s3_server() as s3, environment(s3):
         env = {"DAGSTER_POSTGRES_URL": url, **s3, "INBOX_URL": "s3://media/inbox", "STORAGE_URL": "s3://media/store",
                "BATCH_MAX_FILES": "1"}
-        deployment = Deployment(tmp_path_factory.mktemp("scale-out"), env)
-        try:
-            with environment(deployment.env):
-                instance = DagsterInstance.from_config(str(deployment.home))
-            with instance:
-                instance.event_log_storage.set_concurrency_slots(GPU_POOL, GPU_SLOTS)
-                deployment.start()
-                yield deployment, instance
-        finally:
-            deployment.stop()
+        with running(Deployment(tmp_path_factory.mktemp("scale-out"), env),
+                     lambda instance: instance.event_log_storage.set_concurrency_slots(GPU_POOL, GPU_SLOTS)) as started:
+            yield started
 
 
 def test_bucket_inbox_to_combined_with_two_runs_at_once(stack, dialogue, short_dialogue):

@@ -1,7 +1,7 @@
 """`whisperx-assets`: submit media and follow the pipeline through Dagster's GraphQL API.
 
-Exit codes: 0 done, 1 a run failed, 2 invalid arguments or options, 3 the webserver cannot be reached,
-4 no such run, partition or result.
+Exit codes: 0 done, 1 a run (or a `health` check) failed, 2 invalid arguments or options, 3 the webserver cannot
+be reached, 4 no such run, partition or result.
 """
 
 from __future__ import annotations
@@ -87,13 +87,24 @@ def emit(args, data, lines: list[str]) -> None:
 
 def cmd_submit(args) -> int:
     overrides = speech_overrides(args)
+    if args.callback_url:  # refused before anything is launched, as a URL input would be
+        from whisperx_assets.inputs.fetch import check_url
+
+        try:
+            check_url(args.callback_url)
+        except (ValueError, RuntimeError) as exc:
+            raise CliError(f"--callback-url refused: {exc}", EXIT_USAGE) from None
     c = client(args)
     submissions = []
     for source in args.sources:
         try:
-            submissions.append(call(c.submit, source, overrides, force=args.force))
+            submissions.append(call(c.submit, source, overrides, force=args.force, callback_url=args.callback_url))
         except (FileNotFoundError, ValueError) as exc:
             raise CliError(str(exc), EXIT_USAGE) from None
+    for s in submissions:
+        if args.callback_url and s.existing:
+            print(f"whisperx-assets: no callback for {s.source}: it was already submitted (run {s.run_id}, which "
+                  "calls back only if its submitter asked); --force launches a run that does", file=sys.stderr)
     already = {True: "\t(already submitted)", False: ""}
     if not args.wait:
         emit(args, [s.__dict__ for s in submissions],
@@ -207,15 +218,49 @@ def cmd_result(args) -> int:
     return EXIT_OK
 
 
-def cmd_backfill(args) -> int:
+def cmd_delete(args) -> int:
     c = client(args)
-    keys = sorted(call(c.failed_partitions) if args.failed else call(c.partition_keys))
-    if not keys:
-        emit(args, {"backfill_id": None, "partitions": []}, ["nothing to backfill"])
-        return EXIT_OK
-    backfill_id = call(c.backfill, keys)
-    emit(args, {"backfill_id": backfill_id, "partitions": keys}, [f"backfill {backfill_id}: {len(keys)} partitions"])
+    run = wait_for(c, call(c.delete, args.partitions), poll=0.5)
+    if run["status"] != "SUCCESS":
+        raise CliError(f"not deleted: {run['failure'] or run['status']}", EXIT_FAILED)
+    removed = call(c.output_json, run["run_id"], "removed") or {}
+    emit(args, {"run_id": run["run_id"], "removed": removed},
+         [f"deleted {key}: its partition, materialization history and {len(files)} files"
+          + "".join(f"\n  {path}" for path in files) for key, files in removed.items()])
     return EXIT_OK
+
+
+def cmd_backfill(args) -> int:
+    from whisperx_assets.defs.assets import ASSET_NAMES, with_downstream
+
+    c = client(args)
+    assets = ASSET_NAMES
+    if args.stale:
+        stale = call(c.stale_partitions)
+        keys = sorted(stale)
+        # Dagster marks the asset whose code version changed; what follows it is redone from its new result.
+        assets = with_downstream(set().union(*stale.values()))
+    else:
+        keys = sorted(call(c.failed_partitions) if args.failed else call(c.partition_keys))
+    if not keys:
+        emit(args, {"backfill_id": None, "partitions": [], "assets": []}, ["nothing to backfill"])
+        return EXIT_OK
+    backfill_id = call(c.backfill, keys, assets)
+    emit(args, {"backfill_id": backfill_id, "partitions": keys, "assets": list(assets)},
+         [f"backfill {backfill_id}: {len(keys)} partitions ({', '.join(assets)})"])
+    return EXIT_OK
+
+
+def cmd_health(args) -> int:
+    """Readiness (all checks) or liveness (webserver and daemons): a line per check, or a JSON list."""
+    from whisperx_assets.api.health import run_checks
+
+    checks, reachable = run_checks(args.url, liveness=args.liveness, timeout=args.timeout,
+                                   max_age=args.max_heartbeat_age)
+    emit(args, [c.as_dict() for c in checks], [c.line() for c in checks])
+    if not reachable:
+        return EXIT_UNREACHABLE
+    return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
 
 
 def cmd_process(args) -> int:
@@ -234,6 +279,9 @@ def cmd_process(args) -> int:
 
     job, store = defs.resolve_job_def(JOB), MediaStore(PipelineSettings().storage_url)
     instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
+
+    def say(line: str) -> None:  # progress on stderr, as `submit --wait` shows it: stdout keeps the summaries
+        print(line, file=sys.stderr, flush=True)
     summaries = []
     with instance, stdout_to_stderr() as real_stdout:
         for given in args.sources:
@@ -243,7 +291,8 @@ def cmd_process(args) -> int:
             except (FileNotFoundError, ValueError) as exc:
                 summaries.append({"source": given, "status": "FAILURE", "failure": str(exc)})
             else:
-                summaries.append({"source": given, **process_one(job, instance, store, source, overrides, args.out)})
+                summaries.append({"source": given, **process_one(job, instance, store, source, overrides, args.out,
+                                                                 progress=say)})
                 summaries[-1]["wall_seconds"] = round(time.perf_counter() - started, 2)
             if not args.json:
                 real_stdout.write(format_summary(summaries[-1]) + "\n")
@@ -254,8 +303,38 @@ def cmd_process(args) -> int:
     return EXIT_FAILED if any(s["status"] != "SUCCESS" for s in summaries) else EXIT_OK
 
 
-def process_one(job, instance, store, source, overrides: dict, out: Path) -> dict:
-    """Materialize every asset of `source`'s partition; copy its exports and combined table into `out`."""
+# Dagster's console log (every event, at DEBUG) would drown the progress lines: warnings and errors only.
+QUIET_LOGGERS = {"console": {"config": {"log_level": "WARNING"}}}
+
+
+def step_progress(name: str, say):
+    """An event listener that calls `say` with a line as each step of `name`'s run finishes, fails or retries."""
+
+    def on_event(entry) -> None:
+        event = entry.dagster_event
+        if event is None or not event.step_key:
+            return
+        kind, data = event.event_type_value, event.event_specific_data
+        if kind == "STEP_SUCCESS":
+            say(f"{name}: {event.step_key} done ({data.duration_ms / 1000:.1f} s)")
+        elif kind == "STEP_FAILURE":
+            lines = (data.error.message.strip().splitlines() or [""]) if data and data.error else [""]
+            say(f"{name}: {event.step_key} FAILED {lines[0]}".rstrip())
+        elif kind == "STEP_UP_FOR_RETRY":
+            say(f"{name}: {event.step_key} failed, retrying")
+
+    def listener(entry) -> None:
+        with contextlib.suppress(Exception):  # progress is never worth failing a run for
+            on_event(entry)
+
+    return listener
+
+
+def process_one(job, instance, store, source, overrides: dict, out: Path, progress=None) -> dict:
+    """Materialize every asset of `source`'s partition; copy its exports and combined table into `out`.
+    `progress(line)` is called as each step finishes."""
+    from dagster._core.utils import make_new_run_id
+
     from whisperx_assets.api.client import media_config
     from whisperx_assets.defs.launcher import IN_PROCESS_PID_TAG
     from whisperx_assets.defs.partitions import media_files
@@ -263,10 +342,14 @@ def process_one(job, instance, store, source, overrides: dict, out: Path) -> dic
     key = source.key
     if not instance.has_dynamic_partition(media_files.name, key):
         instance.add_dynamic_partitions(media_files.name, [key])
-    result = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False,
+    run_id = make_new_run_id()
+    if progress is not None:
+        instance.add_event_listener(run_id, step_progress(source.name, progress))
+    result = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False, run_id=run_id,
                                     tags={IN_PROCESS_PID_TAG: str(os.getpid())},
                                     run_config={"ops": {"media": {"config": media_config(source)}},
-                                                "resources": {"whisperx": {"config": overrides}}})
+                                                "resources": {"whisperx": {"config": overrides}},
+                                                "loggers": QUIET_LOGGERS})
     summary = {"partition": key, "status": "SUCCESS" if result.success else "FAILURE"}
     if not result.success:
         failure = next((e for e in result.all_events if e.event_type_value == "STEP_FAILURE"), None)
@@ -325,26 +408,38 @@ def page_size(text: str) -> int:
     return int(text)
 
 
+def global_options(parser: argparse.ArgumentParser, subcommand: bool) -> None:
+    """--url and --json: on the main parser with their defaults, and on every subcommand with none (SUPPRESS),
+    so either place works and a value given after the subcommand wins."""
+    url = os.environ.get("DAGSTER_URL", DEFAULT_URL)
+    parser.add_argument("--url", default=argparse.SUPPRESS if subcommand else url,
+                        help=f"Dagster webserver (env DAGSTER_URL, default {url})".replace("%", "%%"))
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS if subcommand else False,
+                        help="machine-readable output")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="whisperx-assets", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", default=os.environ.get("DAGSTER_URL", DEFAULT_URL),
-                        help="Dagster webserver (env DAGSTER_URL, default %(default)s)")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    sub = parser.add_subparsers(dest="command", required=True)
+    global_options(parser, subcommand=False)
+    sub = parser.add_subparsers(dest="command", required=True,
+                                help="what to do (`whisperx-assets COMMAND --help` for its options)")
 
     p = sub.add_parser("submit", help="register inputs as partitions and launch a run for each")
-    p.add_argument("sources", nargs="+", metavar="PATH|URL")
+    p.add_argument("sources", nargs="+", metavar="PATH|URL", help="media files (local paths) or http(s) URLs")
     p.add_argument("--wait", action="store_true", help="follow the runs; exit 1 if one fails")
     p.add_argument("--force", action="store_true",
                    help="launch a new run even if the same file with the same options is already submitted")
     p.add_argument("--reconnect-timeout", type=float, default=300, metavar="SECONDS",
                    help="with --wait: keep polling this long after the webserver stops answering (default %(default)s)")
+    p.add_argument("--callback-url", metavar="URL",
+                   help="POST a JSON summary (status, partition, run_id, results, failure) there when each run ends")
     add_speech_options(p)
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("status", help="state of a run, or of a partition's latest run, with the failure reason")
-    p.add_argument("target", metavar="RUN_ID|PARTITION")
+    p.add_argument("target", metavar="RUN_ID|PARTITION",
+                   help="a run id, or a partition key (then its latest run, a batch run too)")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("list", help="partitions with the state of each asset, newest first, a page at a time")
@@ -353,22 +448,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("result", help="a partition's transcript as a file")
-    p.add_argument("partition")
-    p.add_argument("--format", choices=RESULT_FORMATS, default="srt")
-    p.add_argument("-o", "--output", type=Path)
+    p.add_argument("partition", help="the partition key (as `submit` and `list` print it)")
+    p.add_argument("--format", choices=RESULT_FORMATS, default="srt",
+                   help="a subtitle/transcript export, or the combined word table as Parquet (default %(default)s)")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE (default: standard output)")
     p.set_defaults(func=cmd_result)
 
     p = sub.add_parser("process", help="one-shot: process files in this process (no server) into --out")
-    p.add_argument("sources", nargs="+", metavar="PATH|URL")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("sources", nargs="+", metavar="PATH|URL", help="media files (local paths) or http(s) URLs")
+    p.add_argument("--out", type=Path, required=True, metavar="FOLDER",
+                   help="folder for each file's exports (<name>.srt, .vtt, ...) and combined table (<name>.parquet)")
     add_speech_options(p)
     p.set_defaults(func=cmd_process)
 
+    p = sub.add_parser("delete", help="delete partitions for good: input copy, outputs, subtitles, source record, "
+                                      "materialization history (refused while a run for one is in progress)")
+    p.add_argument("partitions", nargs="+", metavar="PARTITION", help="partition keys (as `list` prints them)")
+    p.set_defaults(func=cmd_delete)
+
     p = sub.add_parser("backfill", help="re-run partitions through a Dagster backfill")
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--failed", action="store_true")
-    which.add_argument("--all", action="store_true")
+    which.add_argument("--failed", action="store_true", help="the partitions with a failed asset")
+    which.add_argument("--all", action="store_true", help="every partition")
+    which.add_argument("--stale", action="store_true",
+                       help="the partitions whose assets were made with other models or options than the code "
+                            "location's now (re-runs only those assets and what follows them)")
     p.set_defaults(func=cmd_backfill)
+
+    p = sub.add_parser("health", help="check the deployment: webserver, daemons, code location, store, models "
+                                      "(exit 0 all pass, 1 one fails, 3 webserver unreachable)")
+    p.add_argument("--liveness", action="store_true",
+                   help="only the cheap checks, for a liveness probe: the webserver answers, the daemons beat "
+                        "(default: readiness, every check)")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="per request to the webserver (default %(default)s)")
+    p.add_argument("--max-heartbeat-age", type=float, default=120.0, metavar="SECONDS",
+                   help="a daemon's last heartbeat must be newer (default %(default)s; daemons beat every 30 s)")
+    p.set_defaults(func=cmd_health)
+
+    for subparser in sub.choices.values():
+        global_options(subparser, subcommand=True)
     return parser
 
 

@@ -25,6 +25,7 @@ from whisperx_assets.inputs.sources import Source, identify, location
 LOCATION = "whisperx_assets"  # workspace.yaml's location_name
 REPOSITORY = "__repository__"
 JOB = process_media_job.name
+DELETE_JOB = "delete_media"  # defs/deletion.py (not imported here: the client stays light)
 # The names the GraphQL documents take as variables ($job, $partitions, $first: the asset every file's
 # partition starts with, where partition keys and submission claims are read).
 NAMES = {"job": JOB, "partitions": media_files.name, "first": {"path": [ASSET_NAMES[0]]}}
@@ -147,6 +148,15 @@ query ($asset: [String!]!, $key: String!) {
   }
 }"""
 
+OUTPUT_JSON = """
+query ($runId: ID!) { logsForRun(runId: $runId) { ... on EventConnection { events { __typename
+  ... on ExecutionStepOutputEvent { metadataEntries { label ... on JsonMetadataEntry { jsonString } } } } } } }"""
+
+STALE = """
+query ($assets: [AssetKeyInput!], $keys: [String!]!) {
+  assetNodes(assetKeys: $assets) { assetKey { path } staleStatusByPartition(partitions: $keys) }
+}"""
+
 BACKFILL = """
 mutation ($names: [String!]!, $assets: [AssetKeyInput!]!) {
   launchPartitionBackfill(backfillParams: {partitionNames: $names, assetSelection: $assets}) {
@@ -250,14 +260,23 @@ class WhisperXClient(DagsterGraphQLClient):
         raise DagsterGraphQLClientError(kind, result.get("message", ""))
 
     def submit(self, source: str, resource_config: dict | None = None, force: bool = False,
-               grace: float = 15.0) -> Submission:
+               grace: float = 15.0, callback_url: str | None = None) -> Submission:
         """Add `source`'s partition and launch `process_media` for it, unless the same submission is already
         under way or done: then the run `reusable_run` finds stands for this one (`existing`). `force` always
         launches.
 
         A partition that existed with no run yet may be between its add and its launch (the inbox sensor's,
         another submitter's): wait up to `grace` seconds for its run. Submitters that would launch the same
-        run at once all claim it; the first claim launches and the others wait up to `grace` for its run."""
+        run at once all claim it; the first claim launches and the others wait up to `grace` for its run.
+
+        `callback_url`: when the launched run ends, its summary is POSTed there (`defs.callbacks`); it is checked
+        first like a URL input (MediaError if refused). A run that stands for this submission keeps its own tags:
+        it calls back only if its own submitter asked for it."""
+        from whisperx_assets.defs.callbacks import CALLBACK_TAG
+        from whisperx_assets.inputs.fetch import check_url
+
+        if callback_url:
+            check_url(callback_url)
         identified = identify(source)
         key = identified.key
         options, token = options_hash(resource_config), uuid.uuid4().hex
@@ -270,7 +289,9 @@ class WhisperXClient(DagsterGraphQLClient):
         run_id = self.submit_job_execution(JOB, repository_location_name=LOCATION, repository_name=REPOSITORY,
                                            run_config=run_config, tags={"dagster/partition": key, OPTIONS_TAG: options,
                                                                         SUBMISSION_TAG: token,
-                                                                        "whisperx_assets/source": source})
+                                                                        "whisperx_assets/source": source,
+                                                                        **({CALLBACK_TAG: callback_url}
+                                                                           if callback_url else {})})
         return Submission(source, key, run_id)
 
     def _standing_run(self, key: str, options: str, token: str, existed: bool, grace: float) -> str | None:
@@ -411,8 +432,36 @@ class WhisperXClient(DagsterGraphQLClient):
                 return location(entry["path"])
         raise NotFound(f"{asset} for {key} recorded no {label}")
 
-    def backfill(self, keys: list[str]) -> str:
-        result = self.query(BACKFILL, {"names": keys, "assets": [{"path": [a]} for a in ASSET_NAMES]})
+    def delete(self, keys: list[str]) -> str:
+        """Launch `delete_media` for the partitions `keys`; its run id."""
+        return self.submit_job_execution(DELETE_JOB, repository_location_name=LOCATION, repository_name=REPOSITORY,
+                                         run_config={"ops": {"delete_partitions": {"config": {"partitions": keys}}}})
+
+    def output_json(self, run_id: str, label: str):
+        """The JSON metadata entry `label` of the run's step outputs (None if there is none)."""
+        events = self.query(OUTPUT_JSON, {"runId": run_id})["logsForRun"].get("events") or []
+        for event in events:
+            for entry in event.get("metadataEntries") or []:
+                if entry["label"] == label and "jsonString" in entry:
+                    return json.loads(entry["jsonString"])
+        return None
+
+    def stale_partitions(self, chunk: int = 500) -> dict[str, list[str]]:
+        """{partition key: its stale assets, in stage order}: made with other options or models than the code
+        location's now (code versions), or from upstream results that changed since."""
+        keys, stale = self.partition_keys(), {}
+        for i in range(0, len(keys), chunk):
+            page = keys[i:i + chunk]
+            nodes = self.query(STALE, {"assets": [{"path": [a]} for a in ASSET_NAMES], "keys": page})["assetNodes"]
+            by_asset = {node["assetKey"]["path"][-1]: node["staleStatusByPartition"] for node in nodes}
+            for j, key in enumerate(page):
+                if assets := [a for a in ASSET_NAMES if by_asset.get(a, [None] * len(page))[j] == "STALE"]:
+                    stale[key] = assets
+        return stale
+
+    def backfill(self, keys: list[str], assets: tuple[str, ...] | list[str] = ASSET_NAMES) -> str:
+        """A backfill of `assets` (default: all) over the partitions `keys`, in runs of batches (BATCHES)."""
+        result = self.query(BACKFILL, {"names": keys, "assets": [{"path": [a]} for a in assets]})
         result = result["launchPartitionBackfill"]
         if result["__typename"] != "LaunchBackfillSuccess":
             raise DagsterGraphQLClientError(result["__typename"], str(result))

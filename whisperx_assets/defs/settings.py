@@ -31,6 +31,13 @@ class PipelineSettings(EnvSettings):
     batch_max_audio_seconds: float = Field(3600.0, ge=0, description="audio seconds per run of files arriving "
                                            "together (as each file declares it, probed when it is registered; a "
                                            "longer file runs alone); 0 = no bound, no probe")
+    callback_max_attempts: int = Field(5, ge=1, description="tries per `submit --callback-url` POST, the first "
+                                       "included (connection errors and HTTP 5xx are retried, 4xx is not)")
+    callback_initial_interval: float = Field(1.0, ge=0, description="seconds before the first callback retry; "
+                                             "doubled for each next one")
+    callback_timeout: float = Field(5.0, gt=0, description="seconds per callback POST (connect, send, response)")
+    callback_dagster_url: str | None = Field(None, description="the UI's base URL; when set, callbacks carry "
+                                             "`dagster_url` (`<url>/runs/<run id>`)")
 
     def stage_timeout(self, stage: str) -> float:
         return {"transcript": self.transcription_timeout, "alignment": self.alignment_timeout,

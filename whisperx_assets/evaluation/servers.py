@@ -88,6 +88,24 @@ def deployment(root: Path, env: dict | None = None):
         running.stop()
 
 
+@contextlib.contextmanager
+def running(deployment: "Deployment", prepare=None):
+    """(deployment, its instance) with the deployment started, after `prepare(instance)` if given (e.g. pool
+    limits the daemon must see from its start); every process it started is stopped after."""
+    from dagster import DagsterInstance
+
+    try:
+        with environment(deployment.env):
+            instance = DagsterInstance.from_config(str(deployment.home))
+        with instance:
+            if prepare is not None:
+                prepare(instance)
+            deployment.start()
+            yield deployment, instance
+    finally:
+        deployment.stop()
+
+
 def descendants(pid: int) -> list[int]:
     """Every live process below `pid` (from /proc), children first."""
     children: dict[int, list[int]] = {}

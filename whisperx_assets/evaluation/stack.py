@@ -92,8 +92,10 @@ def s3_server() -> Iterator[dict[str, str]]:
              f"-s3.port.grpc={free_port()}"]
     try:
         with (root / "server.log").open("wb") as log:
-            server = subprocess.Popen([str(weed), "server", f"-dir={root}", "-ip=127.0.0.1",
-                                       "-ip.bind=127.0.0.1", "-s3", "-master.volumeSizeLimitMB=64", *ports],
+            # No Iceberg or Lance listeners (fixed ports: two servers would clash), no telemetry (offline).
+            server = subprocess.Popen([str(weed), "server", f"-dir={root}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                                       "-s3", "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
+                                       "-master.volumeSizeLimitMB=64", "-volume.max=100", *ports],
                                       stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3}", "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,

@@ -53,6 +53,7 @@ import email.message
 import hashlib
 import http.client
 import ipaddress
+import json
 import logging
 import re
 import socket
@@ -711,3 +712,45 @@ def fetch(url: str, dest_dir: str | Path, policy: FetchPolicy | None = None) -> 
     """Download the media at `url` into `dest_dir` (a new folder of the caller's) under a safe name (see the
     module docstring). Raises MediaError (permanent) or FetchError (retryable)."""
     return _Download(url, policy or FetchPolicy()).run(url, Path(dest_dir))
+
+
+# Other requests to addresses users give (run callbacks) pass the same checks and connect the same way.
+POST_HEADERS = {"Content-Type": "application/json", "User-Agent": "whisperx-assets/1", "Connection": "close"}
+_RESPONSE_BYTES = 64 * 1024  # read (and dropped) of a response body
+
+
+def redact(url: str) -> str:
+    """`url` as it may be shown in logs (no credentials, query or fragment)."""
+    return _redact(url)
+
+
+def check_url(url: str, policy: FetchPolicy | None = None) -> None:
+    """Refuse `url` as URL inputs are refused: MediaError (a ValueError) saying why, or
+    FetchError when its host cannot be resolved now."""
+    policy = policy or FetchPolicy()
+    shown = _redact(url)
+    _addresses(_parse(url, policy, shown, None), policy, shown, None)
+
+
+def post_json(url: str, payload: dict, timeout: float, policy: FetchPolicy | None = None) -> int:
+    """POST `payload` as JSON to `url` once, to a checked address, within `timeout` seconds; the HTTP status.
+    Raises MediaError (refused URL or address, invalid certificate or response: final) or FetchError
+    (connection failed or timed out: worth retrying)."""
+    policy = (policy or FetchPolicy()).replace(connect_timeout=timeout, read_timeout=timeout, total_timeout=timeout)
+    body = json.dumps(payload).encode()
+    request = _Download(url, policy)  # its deadline bounds the whole try
+    try:
+        target = _parse(url, policy, request.shown, None)
+        connection = request.connect(target, _addresses(target, policy, request.shown, None))
+        try:
+            with request.network(target, "the callback"):
+                connection.request("POST", target.request_target, body=body, preload_content=False,
+                                   headers={**POST_HEADERS, "Content-Length": str(len(body))})
+                response = connection.getresponse()
+                response.read(_RESPONSE_BYTES)
+                return response.status
+        finally:
+            connection.close()
+            request.deadline.watch(None)
+    finally:
+        request.deadline.cancel()

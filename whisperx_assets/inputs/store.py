@@ -67,6 +67,7 @@ def atomic_write(target: UPath, write: Callable[[BinaryIO], None]) -> None:
         write(file)
     except BaseException:
         file.discard()  # abort the upload: no partial object
+        file.closed = True  # nothing left to flush when it is collected
         raise
     file.close()
 
@@ -232,6 +233,18 @@ class MediaStore:
         """Place the local file `local` at `target` in the store."""
         copy_file(location(local), target)
         return target
+
+    def delete(self, key: str) -> list[UPath]:
+        """Remove everything of partition `key` (its source record, input copy, outputs, subtitles: every entry
+        named by the key one level down); what was removed. Nothing left is no error."""
+        key = _checked(key)
+        found = [*self.root.glob(f"*/{key}.*"), *self.root.glob(f"*/{key}")]
+        for path in found:
+            if is_local(path):
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+            else:
+                path.fs.rm(path.path, recursive=True)
+        return found
 
     def output_path(self, asset: str, key: str) -> UPath:
         return self.root / asset / f"{_checked(key)}.parquet"

@@ -23,6 +23,20 @@ InterpolateMethod = Literal["nearest", "linear", "ignore"]
 PER_RUN = {"per_run": True}
 
 
+# The options that change a stage's output, not only its speed or where it runs: a stage's code version is made
+# from them (`defs/assets/versions.py`). Every other field is in OUTPUT_NEUTRAL.
+STAGE_OPTIONS = {
+    "transcript": ("whisper_model", "compute_type", "language", "task", "beam_size", "best_of", "patience",
+                   "length_penalty", "temperatures", "compression_ratio_threshold", "log_prob_threshold",
+                   "no_speech_threshold", "initial_prompt", "hotwords", "suppress_tokens", "suppress_numerals",
+                   "chunk_size", "vad_onset", "vad_offset"),
+    "alignment": ("align_model", "align_backend", "interpolate_method", "return_char_alignments"),
+    "diarization": ("diarize", "diarization_model", "num_speakers", "min_speakers", "max_speakers"),
+}
+OUTPUT_NEUTRAL = ("device", "device_index", "batch_size", "threads", "cache_dir", "hf_token", "max_file_bytes",
+                  "max_duration_seconds")
+
+
 def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "whisperx-assets"
 
@@ -98,6 +112,10 @@ class SpeechConfig(EnvSettings):
     # Input limits
     max_file_bytes: int = Field(4 * 1024**3, gt=0, description="larger input files are refused (bytes)")
     max_duration_seconds: float = Field(6 * 3600.0, gt=0, description="longer media is refused (seconds)")
+
+    def stage_options(self, stage: str) -> dict:
+        """The options that shape `stage`'s output, with their values (none for a stage without options)."""
+        return {name: getattr(self, name) for name in STAGE_OPTIONS.get(stage, ())}
 
     @field_validator("temperatures", "suppress_tokens", mode="before")
     @classmethod

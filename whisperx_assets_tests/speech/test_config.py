@@ -46,3 +46,25 @@ def test_an_aliased_field_is_not_read_from_its_own_name(monkeypatch):
     monkeypatch.delenv("DEFAULT_LANG", raising=False)
     monkeypatch.setenv("LANGUAGE", "fr_FR:fr")
     assert SpeechConfig().language is None and SpeechConfig(language="fr").language == "fr"
+
+
+def test_every_option_either_shapes_a_stage_or_not():
+    """A new option must say whether it changes a stage's output (its code version) or not."""
+    from whisperx_assets.speech.config import OUTPUT_NEUTRAL, STAGE_OPTIONS
+
+    shaping = [name for names in STAGE_OPTIONS.values() for name in names]
+    assert len(shaping) == len(set(shaping)) and not set(shaping) & set(OUTPUT_NEUTRAL)
+    assert sorted([*shaping, *OUTPUT_NEUTRAL]) == sorted(SpeechConfig.model_fields)
+
+
+def test_code_versions_follow_the_options_of_their_stage(monkeypatch):
+    from whisperx_assets.defs.assets.versions import code_version
+
+    stages = ("media", "transcript", "alignment", "diarization", "combined", "subtitles")
+    before = {stage: code_version(stage) for stage in stages}
+    monkeypatch.setenv("WHISPER_MODEL", "small")
+    monkeypatch.setenv("THREADS", "2")  # speed only
+    after = {stage: code_version(stage) for stage in stages}
+    assert [s for s in stages if before[s] != after[s]] == ["transcript"]
+    monkeypatch.setenv("ALIGN_BACKEND", "whisper")
+    assert code_version("alignment") != after["alignment"]

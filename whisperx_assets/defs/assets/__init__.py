@@ -9,4 +9,13 @@ from whisperx_assets.defs.assets.speech import alignment, combined, diarization,
 ASSETS = (media, transcript, alignment, diarization, combined, subtitles)
 ASSET_NAMES = tuple(asset.key.to_user_string() for asset in ASSETS)
 
-__all__ = ["ASSETS", "ASSET_NAMES", "alignment", "combined", "diarization", "media", "subtitles", "transcript"]
+
+def with_downstream(names) -> list[str]:
+    """The assets `names` and every asset that depends on them, in stage order."""
+    chosen = set(names)
+    for asset in ASSETS:  # in stage order: an asset's inputs come before it
+        if chosen & {key.to_user_string() for key in asset.keys_by_input_name.values()}:
+            chosen.add(asset.key.to_user_string())
+    return [name for name in ASSET_NAMES if name in chosen]
+
+__all__ = ["ASSETS", "ASSET_NAMES", "with_downstream", "alignment", "combined", "diarization", "media", "subtitles", "transcript"]

@@ -8,6 +8,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
 from whisperx_assets.defs.assets.metadata import record, stage_output
+from whisperx_assets.defs.assets.versions import code_version
 from whisperx_assets.defs.jobs import BATCHES
 from whisperx_assets.defs.partitions import media_files
 from whisperx_assets.defs.resources import MediaStoreResource
@@ -17,7 +18,8 @@ from whisperx_assets.defs.stage_guard import run_stage
 from whisperx_assets.inputs.sources import location
 
 
-@asset(partitions_def=media_files, backfill_policy=BATCHES, group_name="exports", kinds={"whisperx", "parquet"})
+@asset(partitions_def=media_files, code_version=code_version("subtitles"), backfill_policy=BATCHES,
+       group_name="exports", kinds={"whisperx", "parquet"})
 def subtitles(context: AssetExecutionContext, combined: dict[str, pd.DataFrame],
               storage: MediaStoreResource) -> Output[dict[str, pd.DataFrame]]:
     """Files written by whisperX's writers under <storage>/subtitles/<partition>/; the table lists them."""

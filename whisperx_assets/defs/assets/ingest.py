@@ -9,6 +9,7 @@ from pydantic import Field
 
 from whisperx_assets.defs.assets.metadata import record, stage_output
 from whisperx_assets.inputs.fetch import FetchPolicy
+from whisperx_assets.defs.assets.versions import code_version
 from whisperx_assets.defs.jobs import BATCHES
 from whisperx_assets.inputs.sources import Source, is_url, location, source_name
 from whisperx_assets.defs.partitions import media_files
@@ -31,7 +32,8 @@ class MediaSource(Config):
     sha256: str = Field(default="", description="expected SHA-256 of a local file's bytes")
 
 
-@asset(partitions_def=media_files, backfill_policy=BATCHES, group_name="speech", kinds={"ffmpeg", "parquet"})
+@asset(partitions_def=media_files, code_version=code_version("media"), backfill_policy=BATCHES,
+       group_name="speech", kinds={"ffmpeg", "parquet"})
 def media(context: AssetExecutionContext, config: MediaSource, whisperx: WhisperXResource,
           storage: MediaStoreResource) -> Output[dict[str, pd.DataFrame]]:
     """The media file, copied (or downloaded) into the store and checked (decodable, has audio, within the

@@ -12,6 +12,17 @@ from whisperx_assets.speech.frames import StageFacts
 from whisperx_assets.inputs.store import StageOutput
 
 PREVIEW_ROWS = 10
+DECIMALS = 3  # metadata floats shown to the millisecond / three decimals (the stored facts keep full precision)
+
+
+def readable(value):
+    """A float rounded for reading in the UI: 3 decimals (seconds to the millisecond, ratios and probabilities),
+    or 3 significant digits below 0.1 so a small ratio does not read as 0. Anything else as it is."""
+    if not isinstance(value, float) or value != value or value in (float("inf"), float("-inf")):
+        return value
+    if value == 0 or abs(value) >= 0.1:
+        return round(value, DECIMALS)
+    return float(f"{value:.{DECIMALS}g}")
 
 
 def stage_output(frame: pd.DataFrame, facts: StageFacts | None = None, **extra) -> StageOutput:
@@ -26,7 +37,7 @@ def frame_metadata(frame: pd.DataFrame, **values) -> dict:
         "dagster/column_schema": TableSchema(columns=[TableColumn(name=str(c), type=str(t))
                                                       for c, t in frame.dtypes.items()]),
         "preview": MetadataValue.md(frame.head(PREVIEW_ROWS).to_markdown(index=False) if len(frame) else "(no rows)"),
-        **values,
+        **{name: readable(value) for name, value in values.items()},
     }
 
 

@@ -12,6 +12,7 @@ from dagster import AssetCheckSeverity, AssetExecutionContext, Output, asset
 from whisperx_assets.defs.assets.metadata import record, stage_output
 from whisperx_assets.defs.checks import (CHECK_SPECS, check_result, spans_text, speaker_problems, speech_problems,
                                          times_inside_audio, word_time_problems)
+from whisperx_assets.defs.assets.versions import code_version
 from whisperx_assets.defs.jobs import BATCHES
 from whisperx_assets.defs.partitions import media_files
 from whisperx_assets.defs.resources import MediaStoreResource, WhisperXResource
@@ -32,8 +33,8 @@ def _duration(media: pd.DataFrame) -> float:
     return float(media["duration"].iloc[0])
 
 
-@asset(partitions_def=media_files, backfill_policy=BATCHES, pool=GPU_POOL, group_name="speech",
-       kinds={"whisperx", "parquet"}, check_specs=CHECK_SPECS["transcript"])
+@asset(partitions_def=media_files, code_version=code_version("transcript"), backfill_policy=BATCHES,
+       pool=GPU_POOL, group_name="speech", kinds={"whisperx", "parquet"}, check_specs=CHECK_SPECS["transcript"])
 def transcript(context: AssetExecutionContext, media: Frames, whisperx: WhisperXResource,
                storage: MediaStoreResource):
     """Sentence segments decoded in batches by Whisper (language detected unless configured)."""
@@ -50,8 +51,8 @@ def transcript(context: AssetExecutionContext, media: Frames, whisperx: WhisperX
                        severity=AssetCheckSeverity.WARN)
 
 
-@asset(partitions_def=media_files, backfill_policy=BATCHES, pool=GPU_POOL, group_name="speech",
-       kinds={"whisperx", "parquet"}, check_specs=CHECK_SPECS["alignment"])
+@asset(partitions_def=media_files, code_version=code_version("alignment"), backfill_policy=BATCHES,
+       pool=GPU_POOL, group_name="speech", kinds={"whisperx", "parquet"}, check_specs=CHECK_SPECS["alignment"])
 def alignment(context: AssetExecutionContext, media: Frames, transcript: Frames, whisperx: WhisperXResource,
               storage: MediaStoreResource):
     """Words with start, end and score, joined with their sentence segments."""
@@ -69,8 +70,8 @@ def alignment(context: AssetExecutionContext, media: Frames, transcript: Frames,
                        {key: word_time_problems(table, _duration(media[key])) for key, table in tables.items()})
 
 
-@asset(partitions_def=media_files, backfill_policy=BATCHES, pool=GPU_POOL, group_name="speech",
-       kinds={"pyannote", "parquet"}, check_specs=CHECK_SPECS["diarization"])
+@asset(partitions_def=media_files, code_version=code_version("diarization"), backfill_policy=BATCHES,
+       pool=GPU_POOL, group_name="speech", kinds={"pyannote", "parquet"}, check_specs=CHECK_SPECS["diarization"])
 def diarization(context: AssetExecutionContext, media: Frames, whisperx: WhisperXResource,
                 storage: MediaStoreResource):
     """Speaker turns (start, end, speaker)."""
@@ -86,8 +87,8 @@ def diarization(context: AssetExecutionContext, media: Frames, whisperx: Whisper
                        {key: times_inside_audio(t, _duration(media[key])) for key, t in turns.items()})
 
 
-@asset(partitions_def=media_files, backfill_policy=BATCHES, group_name="speech", kinds={"whisperx", "parquet"},
-       check_specs=CHECK_SPECS["combined"])
+@asset(partitions_def=media_files, code_version=code_version("combined"), backfill_policy=BATCHES,
+       group_name="speech", kinds={"whisperx", "parquet"}, check_specs=CHECK_SPECS["combined"])
 def combined(context: AssetExecutionContext, media: Frames, alignment: Frames, diarization: Frames,
              storage: MediaStoreResource):
     """The speaker-attributed transcript: every word and sentence with its speaker."""

@@ -1,0 +1,90 @@
+"""A partition's life after its first run, through the CLI on a real webserver and daemon (stand-in engine: only
+the orchestration is under test): reprocessing when an option changes (each stage's code version comes from the
+options that shape it, so changing the aligner makes `alignment` stale and `backfill --stale` re-runs it and what
+follows it), and deletion (everything of the partition goes; refused while its run is queued)."""
+
+
+import numpy as np
+import pytest
+import soundfile as sf
+from dagster import AssetKey, AssetRecordsFilter, DagsterEventType
+
+from whisperx_assets.api.client import WhisperXClient
+from whisperx_assets.defs.assets import ASSET_NAMES
+from whisperx_assets.defs.assets.speech import GPU_POOL
+from whisperx_assets.inputs.store import MediaStore
+from whisperx_assets_tests.api.test_api import cli
+from whisperx_assets_tests.test_faults import wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def materializations(instance, asset: str, key: str) -> int:
+    return len(instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[key]),
+                                              limit=10).records)
+
+
+def processed(deployment, instance, tmp_path, name: str) -> str:
+    """A new 2 s recording dropped into the inbox and through every asset; its partition key."""
+    sf.write(tmp_path / name, np.sin(np.arange(32_000) / (len(name) + 5)).astype(np.float32) * 0.1, 16_000)
+    [key] = deployment.drop((tmp_path / name, name))
+    wait_for(lambda: all(materializations(instance, a, key) for a in ASSET_NAMES), 120, f"{name} processed", deployment)
+    return key
+
+
+def test_changing_the_aligner_makes_alignment_and_what_follows_stale(standin, tmp_path):
+    deployment, instance = standin
+    key = processed(deployment, instance, tmp_path, "talk.wav")
+    client = WhisperXClient(deployment.url)
+    code, data, err = cli(deployment.url, "backfill", "--stale")
+    assert code == 0 and key not in data["partitions"], (data, err)  # nothing changed yet
+
+    deployment.stop()
+    deployment.env["ALIGN_BACKEND"] = "whisper" if deployment.env.get("ALIGN_BACKEND") != "whisper" else "auto"
+    deployment.start()
+    assert client.stale_partitions()[key] == ["alignment"]  # the UI shows it stale (and other files' alignment)
+    code, data, err = cli(deployment.url, "backfill", "--stale")
+    assert code == 0, err
+    assert key in data["partitions"] and data["assets"] == ["alignment", "combined", "subtitles"]
+    wait_for(lambda: materializations(instance, "subtitles", key) == 2, 120, "stale assets re-run", deployment)
+    wait_for(lambda: client.stale_partitions() == {}, 30, "nothing stale", deployment)
+    counts = {a: materializations(instance, a, key) for a in ASSET_NAMES}
+    assert counts == {"media": 1, "transcript": 1, "diarization": 1, "alignment": 2, "combined": 2,
+                      "subtitles": 2}, counts
+
+
+def test_delete_removes_the_partition_its_files_and_history(standin, tmp_path):
+    deployment, instance = standin
+    gone, kept = (processed(deployment, instance, tmp_path, name) for name in ("private.wav", "other.wav"))
+    runs = {r.event_log_entry.run_id for r in instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey("combined"), asset_partitions=[gone]), limit=10).records}
+    code, data, err = cli(deployment.url, "delete", gone)
+    assert code == 0, err
+    assert len(data["removed"][gone]) == 9  # source, input, 6 outputs (subtitles' file list too), subtitles folder
+    store = MediaStore(deployment.storage)
+    assert not [p for p in store.root.rglob("*") if gone in p.name]
+    assert [p for p in store.root.rglob("*") if kept in p.name]
+    assert gone not in instance.get_dynamic_partitions("media_files")
+    assert not any(materializations(instance, a, gone) for a in ASSET_NAMES)
+    assert all(materializations(instance, a, kept) for a in ASSET_NAMES)
+    for run_id in runs:  # the run's own event log no longer holds the partition's materializations
+        events = instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
+        assert not [e for e in events if e.dagster_event.partition == gone]
+    code, data, err = cli(deployment.url, "list")
+    assert gone not in {row["partition"] for row in data["partitions"]}
+
+
+def test_delete_is_refused_while_a_run_for_the_partition_is_queued(standin, tmp_path):
+    deployment, instance = standin
+    instance.event_log_storage.set_concurrency_slots(GPU_POOL, 0)  # runs stay queued
+    try:
+        sf.write(tmp_path / "queued.wav", np.zeros(16_000, dtype=np.float32), 16_000)
+        [key] = deployment.drop((tmp_path / "queued.wav", "queued.wav"))
+        wait_for(lambda: instance.has_dynamic_partition("media_files", key) and
+             WhisperXClient(deployment.url).partition_runs(key), 60, "run queued", deployment)
+        code, data, err = cli(deployment.url, "delete", key)
+        assert code == 1 and "refused: a run is in progress for " + key in data["error"], (data, err)
+    finally:
+        instance.event_log_storage.set_concurrency_slots(GPU_POOL, 1)
+    wait_for(lambda: materializations(instance, "subtitles", key), 120, "queued run done", deployment)
+    assert MediaStore(deployment.storage).source(key)  # nothing was deleted
