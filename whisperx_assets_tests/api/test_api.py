@@ -273,3 +273,10 @@ def test_process_one_shot(dialogue, tmp_path, speech_config):
     assert summary["status"] == "SUCCESS" and summary["speakers"] == 2 and summary["language"] == "en"
     assert {p.name for p in (tmp_path / "out").iterdir()} == {f"dialogue.{e}" for e in
                                                               ("srt", "vtt", "txt", "tsv", "json", "aud", "parquet")}
+    # progress per file and stage on stderr, not Dagster's debug log
+    progress = [line for line in err.splitlines() if line.startswith("dialogue.wav: ")]
+    steps = [line.split(": ")[1].split(" ")[0] for line in progress]
+    assert steps[:1] == ["media"] and {"transcript", "alignment", "diarization", "combined", "subtitles"} <= set(steps)
+    assert all(" done (" in line and line.endswith(" s)") for line in progress), err[-3000:]
+    assert steps.index("transcript") < steps.index("combined") < steps.index("subtitles")
+    assert " - DEBUG - " not in err and "STEP_START" not in err

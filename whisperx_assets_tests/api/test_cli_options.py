@@ -1,9 +1,8 @@
 """The CLI's parser: global options before or after the subcommand, help text for everything, and `process`'s
-per-file, per-stage progress instead of Dagster's debug log."""
+per-file, per-stage progress lines (the real `process` run: test_api.py's `test_process_one_shot`)."""
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -94,21 +93,3 @@ def test_step_progress_lines():
     listener(event("STEP_SUCCESS", duration_ms=None))  # malformed: ignored, never raised into the run
     assert lines == ["standup.wav: transcript done (4.1 s)", "standup.wav: alignment failed, retrying",
                      "standup.wav: diarization FAILED MediaError: bad"]
-
-
-def test_process_prints_stage_progress_not_dagster_debug(short_dialogue, tmp_path, speech_config):
-    env = {**os.environ, "WHISPERX_ASSETS_CACHE": str(speech_config.cache_dir), "STORAGE_URL": str(tmp_path / "s")}
-    env.pop("DAGSTER_HOME", None)  # a temporary instance
-    run = subprocess.run([CLI, "process", short_dialogue.path, "--out", tmp_path / "out", "--num-speakers", "2"],
-                         capture_output=True, text=True, timeout=900, env=env, cwd=REPO)
-    assert run.returncode == 0, run.stderr[-3000:]
-    name = Path(short_dialogue.path).name
-    progress = [line for line in run.stderr.splitlines() if line.startswith(f"{name}: ")]
-    steps = [line.split(": ")[1].split(" ")[0] for line in progress]
-    for stage in ("media", "transcript", "alignment", "diarization", "combined", "subtitles"):
-        assert stage in steps, run.stderr[-3000:]
-    assert all(" done (" in line and line.endswith(" s)") for line in progress)
-    assert steps.index("media") < steps.index("transcript") < steps.index("combined") < steps.index("subtitles")
-    assert " - DEBUG - " not in run.stderr and "STEP_START" not in run.stderr  # no Dagster debug log
-    [summary] = run.stdout.splitlines()  # stdout: the file's summary only
-    assert summary.startswith(f"{short_dialogue.path}: ") and "2 speakers" in summary
