@@ -98,7 +98,8 @@ def cmd_submit(args) -> int:
     submissions = []
     for source in args.sources:
         try:
-            submissions.append(call(c.submit, source, overrides, force=args.force, callback_url=args.callback_url))
+            submissions.append(call(c.submit, source, overrides, force=args.force, callback_url=args.callback_url,
+                                    stages=args.stages))
         except (FileNotFoundError, ValueError) as exc:
             raise CliError(str(exc), EXIT_USAGE) from None
     for s in submissions:
@@ -408,6 +409,15 @@ def page_size(text: str) -> int:
     return int(text)
 
 
+def stage_list(text: str) -> list[str]:
+    from whisperx_assets.defs.assets import ASSET_NAMES
+
+    stages = [name.strip() for name in text.split(",") if name.strip()]
+    if not stages or set(stages) - set(ASSET_NAMES):
+        raise argparse.ArgumentTypeError(f"must be a comma-separated list of {','.join(ASSET_NAMES)}, got {text!r}")
+    return stages
+
+
 def global_options(parser: argparse.ArgumentParser, subcommand: bool) -> None:
     """--url and --json: on the main parser with their defaults, and on every subcommand with none (SUPPRESS),
     so either place works and a value given after the subcommand wins."""
@@ -432,6 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="launch a new run even if the same file with the same options is already submitted")
     p.add_argument("--reconnect-timeout", type=float, default=300, metavar="SECONDS",
                    help="with --wait: keep polling this long after the webserver stops answering (default %(default)s)")
+    p.add_argument("--stages", type=stage_list, metavar="ASSET,...",
+                   help="run only these assets (e.g. transcript,diarization) and those they need that the file "
+                        "lacks; its other assets stay as they are (default: all)")
     p.add_argument("--callback-url", metavar="URL",
                    help="POST a JSON summary (status, partition, run_id, results, failure) there when each run ends")
     add_speech_options(p)

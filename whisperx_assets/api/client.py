@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 from upath import UPath
 
-from whisperx_assets.defs.assets import ASSET_NAMES
+from whisperx_assets.defs.assets import ASSET_NAMES, with_missing_upstream
 from whisperx_assets.defs.jobs import RANGE_END, RANGE_START, process_media_job, run_keys
 from whisperx_assets.defs.partitions import media_files
 from whisperx_assets.inputs.sources import Source, identify, location
@@ -188,12 +188,15 @@ class Submission:
     existing: bool = False  # an earlier submission's run, not launched by this one
 
 
-def options_hash(resource_config: dict | None) -> str:
-    """A run's options as a short stable id; "" for the defaults (what runs without the tag, such as the inbox
-    sensor's, mean)."""
-    if not resource_config:
+def options_hash(resource_config: dict | None, stages: list[str] | None = None) -> str:
+    """A run's options, and the stages asked for when not all, as a short stable id; "" for the defaults (what
+    runs without the tag, such as the inbox sensor's, mean)."""
+    options = resource_config or None
+    if stages and set(stages) != set(ASSET_NAMES):
+        options = {"resources": resource_config or {}, "stages": sorted(stages)}
+    if not options:
         return ""
-    return hashlib.sha256(json.dumps(resource_config, sort_keys=True).encode()).hexdigest()[:12]
+    return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def tag_dict(tags: list[dict]) -> dict[str, str]:
@@ -260,7 +263,8 @@ class WhisperXClient(DagsterGraphQLClient):
         raise DagsterGraphQLClientError(kind, result.get("message", ""))
 
     def submit(self, source: str, resource_config: dict | None = None, force: bool = False,
-               grace: float = 15.0, callback_url: str | None = None) -> Submission:
+               grace: float = 15.0, callback_url: str | None = None,
+               stages: list[str] | None = None) -> Submission:
         """Add `source`'s partition and launch `process_media` for it, unless the same submission is already
         under way or done: then the run `reusable_run` finds stands for this one (`existing`). `force` always
         launches.
@@ -271,7 +275,10 @@ class WhisperXClient(DagsterGraphQLClient):
 
         `callback_url`: when the launched run ends, its summary is POSTed there (`defs.callbacks`); it is checked
         first like a URL input (MediaError if refused). A run that stands for this submission keeps its own tags:
-        it calls back only if its own submitter asked for it."""
+        it calls back only if its own submitter asked for it.
+
+        `stages`: run only these assets, and those they need that the partition lacks (a new file's `media`);
+        the partition's other assets stay as they are."""
         from whisperx_assets.defs.callbacks import CALLBACK_TAG
         from whisperx_assets.inputs.fetch import check_url
 
@@ -279,14 +286,17 @@ class WhisperXClient(DagsterGraphQLClient):
             check_url(callback_url)
         identified = identify(source)
         key = identified.key
-        options, token = options_hash(resource_config), uuid.uuid4().hex
+        options, token = options_hash(resource_config, stages), uuid.uuid4().hex
         existed = not self.add_partition(key)
         if not force and (run_id := self._standing_run(key, options, token, existed, grace)):
             return Submission(source, key, run_id, existing=True)
-        run_config = {"ops": {"media": {"config": media_config(identified)}}}
+        selection = with_missing_upstream(stages, self.materialized(key)) if stages else list(ASSET_NAMES)
+        # config only for the ops the run has: Dagster refuses config for ops outside the selection
+        run_config = {"ops": {"media": {"config": media_config(identified)}}} if "media" in selection else {}
         if resource_config:
             run_config["resources"] = {"whisperx": {"config": resource_config}}
         run_id = self.submit_job_execution(JOB, repository_location_name=LOCATION, repository_name=REPOSITORY,
+                                           asset_selection=None if len(selection) == len(ASSET_NAMES) else selection,
                                            run_config=run_config, tags={"dagster/partition": key, OPTIONS_TAG: options,
                                                                         SUBMISSION_TAG: token,
                                                                         "whisperx_assets/source": source,
@@ -309,6 +319,12 @@ class WhisperXClient(DagsterGraphQLClient):
                 return run_id
             time.sleep(0.5)
         return None
+
+    def materialized(self, key: str) -> list[str]:
+        """The assets materialized for partition `key`, in stage order."""
+        done = {node["assetKey"]["path"][-1] for node in self.query(MATERIALIZED, {"keys": [key]})["assetNodes"]
+                if any(node["latestMaterializationByPartition"])}
+        return [name for name in ASSET_NAMES if name in done]
 
     def claim(self, key: str, token: str, options: str, after: str, grace: float) -> str:
         """Record the claim to launch a run with `options` for partition `key` after run `after` (or none);

@@ -88,3 +88,28 @@ def test_delete_is_refused_while_a_run_for_the_partition_is_queued(standin, tmp_
         instance.event_log_storage.set_concurrency_slots(GPU_POOL, 1)
     wait_for(lambda: materializations(instance, "subtitles", key), 120, "queued run done", deployment)
     assert MediaStore(deployment.storage).source(key)  # nothing was deleted
+
+
+def test_submit_stages_runs_those_and_what_they_lack(standin, tmp_path):
+    deployment, instance = standin
+    client = WhisperXClient(deployment.url)
+    path = tmp_path / "stages.wav"
+    sf.write(path, np.sin(np.arange(24_000) / 7).astype(np.float32) * 0.1, 16_000)
+
+    def submit(stages: str) -> dict:
+        code, data, err = cli(deployment.url, "submit", path, "--stages", stages, "--wait")
+        assert code == 0, (data, err)
+        return data[0]
+
+    first = submit("transcript")  # a new file: its media comes first
+    key = first["partition"]
+    assert set(first["steps"]) == {"media", "transcript"}
+    assert client.materialized(key) == ["media", "transcript"]
+    assert set(submit("diarization,alignment")["steps"]) == {"diarization", "alignment"}
+    again = submit("diarization")  # asked for again: run again, the rest stays as it was
+    assert set(again["steps"]) == {"diarization"}
+    counts = {a: materializations(instance, a, key) for a in ASSET_NAMES}
+    assert counts == {"media": 1, "transcript": 1, "alignment": 1, "diarization": 2, "combined": 0,
+                      "subtitles": 0}, counts
+    code, data, err = cli(deployment.url, "submit", path, "--stages", "transcript,subtitle")
+    assert code == 2 and "comma-separated list of media,transcript" in err, (data, err)

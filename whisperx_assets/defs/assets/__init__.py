@@ -18,4 +18,14 @@ def with_downstream(names) -> list[str]:
             chosen.add(asset.key.to_user_string())
     return [name for name in ASSET_NAMES if name in chosen]
 
-__all__ = ["ASSETS", "ASSET_NAMES", "with_downstream", "alignment", "combined", "diarization", "media", "subtitles", "transcript"]
+
+def with_missing_upstream(names, materialized) -> list[str]:
+    """The assets `names` and every asset they need that is not in `materialized`, in stage order."""
+    chosen = set(names)
+    for asset in reversed(ASSETS):  # an asset's inputs come before it: each is seen after what needs it
+        if asset.key.to_user_string() in chosen:
+            chosen |= {key.to_user_string() for key in asset.keys_by_input_name.values()} - set(materialized)
+    return [name for name in ASSET_NAMES if name in chosen]
+
+
+__all__ = ["ASSETS", "ASSET_NAMES", "with_downstream", "with_missing_upstream", "alignment", "combined", "diarization", "media", "subtitles", "transcript"]
