@@ -60,6 +60,8 @@ def inprocess(paths: list[str]) -> dict:
     from whisperx_assets.inputs.store import MediaStore
 
     store = MediaStore(storage_url)
+    # the corpus is read where it lies, as from an inbox
+    os.environ["SOURCE_ROOTS"] = ",".join(sorted({str(Path(path).resolve().parent) for path in paths}))
     started = time.perf_counter()
     with DagsterInstance.ephemeral() as instance:
         sources = [identify(path) for path in paths]

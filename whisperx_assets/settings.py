@@ -78,7 +78,7 @@ class EnvSettings(BaseSettings):
 
 
 def _shown(value: Any) -> str:
-    if value is None:
+    if value is None or value == ():
         return "unset"
     if isinstance(value, tuple):
         return "`" + ",".join(_number(v) for v in value) + "`"

@@ -103,6 +103,9 @@ def cmd_submit(args) -> int:
         except (FileNotFoundError, ValueError) as exc:
             raise CliError(str(exc), EXIT_USAGE) from None
     for s in submissions:
+        if s.copied_to:
+            print(f"whisperx-assets: copied {s.source} into the deployment's store ({s.copied_to}): the deployment "
+                  "reads sources only from its SOURCE_ROOTS", file=sys.stderr)
         if args.callback_url and s.existing:
             print(f"whisperx-assets: no callback for {s.source}: it was already submitted (run {s.run_id}, which "
                   "calls back only if its submitter asked); --force launches a run that does", file=sys.stderr)
@@ -339,8 +342,15 @@ def process_one(job, instance, store, source, overrides: dict, out: Path, progre
     from whisperx_assets.api.client import media_config
     from whisperx_assets.defs.launcher import IN_PROCESS_PID_TAG
     from whisperx_assets.defs.partitions import media_files
+    from whisperx_assets.inputs.sources import is_url, location
+    from whisperx_assets.speech.errors import MediaError
 
     key = source.key
+    if not is_url(source.source):  # this process reads the user's own file: no SOURCE_ROOTS to keep to
+        try:
+            store.ingest(key, location(source.source), source.name, source.sha256)
+        except MediaError as exc:
+            return {"partition": key, "status": "FAILURE", "failure": str(exc)}
     if not instance.has_dynamic_partition(media_files.name, key):
         instance.add_dynamic_partitions(media_files.name, [key])
     run_id = make_new_run_id()

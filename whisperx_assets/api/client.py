@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
@@ -20,7 +21,8 @@ from upath import UPath
 from whisperx_assets.defs.assets import ASSET_NAMES, with_missing_upstream
 from whisperx_assets.defs.jobs import RANGE_END, RANGE_START, process_media_job, run_keys
 from whisperx_assets.defs.partitions import media_files
-from whisperx_assets.inputs.sources import Source, identify, location
+from whisperx_assets.inputs.sources import Source, identify, is_url, location, within
+from whisperx_assets.inputs.store import MediaStore
 
 LOCATION = "whisperx_assets"  # workspace.yaml's location_name
 REPOSITORY = "__repository__"
@@ -152,6 +154,10 @@ OUTPUT_JSON = """
 query ($runId: ID!) { logsForRun(runId: $runId) { ... on EventConnection { events { __typename
   ... on ExecutionStepOutputEvent { metadataEntries { label ... on JsonMetadataEntry { jsonString } } } } } } }"""
 
+INTAKE = """
+query ($first: AssetKeyInput!) { assetNodeOrError(assetKey: $first) { ... on AssetNode {
+  metadataEntries { label ... on JsonMetadataEntry { jsonString } } } } }"""
+
 STALE = """
 query ($assets: [AssetKeyInput!], $keys: [String!]!) {
   assetNodes(assetKeys: $assets) { assetKey { path } staleStatusByPartition(partitions: $keys) }
@@ -186,6 +192,11 @@ class Submission:
     partition_key: str
     run_id: str
     existing: bool = False  # an earlier submission's run, not launched by this one
+    copied_to: str | None = None  # the store's input copy, made here: the deployment may not read the source
+
+
+class Unreadable(ValueError):
+    """A source outside the deployment's SOURCE_ROOTS that cannot be copied into its store from here."""
 
 
 def options_hash(resource_config: dict | None, stages: list[str] | None = None) -> str:
@@ -286,10 +297,11 @@ class WhisperXClient(DagsterGraphQLClient):
             check_url(callback_url)
         identified = identify(source)
         key = identified.key
+        copied_to = None if is_url(source) else self.copy_in(identified)
         options, token = options_hash(resource_config, stages), uuid.uuid4().hex
         existed = not self.add_partition(key)
         if not force and (run_id := self._standing_run(key, options, token, existed, grace)):
-            return Submission(source, key, run_id, existing=True)
+            return Submission(source, key, run_id, existing=True, copied_to=copied_to)
         selection = with_missing_upstream(stages, self.materialized(key)) if stages else list(ASSET_NAMES)
         # config only for the ops the run has: Dagster refuses config for ops outside the selection
         run_config = {"ops": {"media": {"config": media_config(identified)}}} if "media" in selection else {}
@@ -302,7 +314,28 @@ class WhisperXClient(DagsterGraphQLClient):
                                                                         "whisperx_assets/source": source,
                                                                         **({CALLBACK_TAG: callback_url}
                                                                            if callback_url else {})})
-        return Submission(source, key, run_id)
+        return Submission(source, key, run_id, copied_to=copied_to)
+
+    def intake(self) -> dict:
+        """Where the deployment reads sources from and stores inputs (the `media` asset's `intake` metadata)."""
+        entries = self.query(INTAKE)["assetNodeOrError"].get("metadataEntries") or []
+        return next(json.loads(e["jsonString"]) for e in entries if e["label"] == "intake")
+
+    def copy_in(self, source: Source) -> str | None:
+        """Copy the file `source` into the deployment's store as its partition's input, unless the deployment
+        reads it where it is (inside its SOURCE_ROOTS); where the copy is. `Unreadable` if the store cannot be
+        reached from here."""
+        intake = self.intake()
+        if within(source.source, intake["source_roots"]):
+            return None
+        store_url = intake["storage_url"]
+        root = location(store_url)
+        if isinstance(root, Path) and not root.is_dir():  # another machine's folder
+            raise Unreadable(
+                f"{source.source} is outside the folders the deployment reads sources from (SOURCE_ROOTS: "
+                f"{', '.join(intake['source_roots'])}) and its store {store_url} is not reachable from here to copy "
+                "it in: put it in the inbox, or add its folder to SOURCE_ROOTS where the deployment runs")
+        return str(MediaStore(store_url).ingest(source.key, location(source.source), source.name, source.sha256))
 
     def _standing_run(self, key: str, options: str, token: str, existed: bool, grace: float) -> str | None:
         """The run that stands for this submission (see `submit`), or None: this one launches."""

@@ -3,7 +3,10 @@ Speech options are `whisperx_assets.speech.SpeechConfig`; URL download limits `i
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from whisperx_assets.settings import EnvSettings
 
@@ -14,6 +17,9 @@ class PipelineSettings(EnvSettings):
     storage_url: str = Field("media/storage", description="ingested media, Parquet outputs, exports: a folder or "
                              "an object store URL (`s3://bucket/prefix`)")
     inbox_url: str = Field("media/inbox", description="folder or object store prefix watched by media_inbox_sensor")
+    source_roots: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="folders or object store prefixes a run may read a local or object source from, "
+        "comma-separated (unset: the inbox); a source elsewhere is refused, the CLI copies it into the store")
     retry_max_attempts: int = Field(3, ge=1, description="tries per stage, the first included")
     retry_initial_interval: float = Field(5.0, ge=0, description="seconds before the first retry")
     retry_backoff_coefficient: float = Field(2.0, ge=1, description="each retry waits this many times longer")
@@ -38,6 +44,15 @@ class PipelineSettings(EnvSettings):
     callback_timeout: float = Field(5.0, gt=0, description="seconds per callback POST (connect, send, response)")
     callback_dagster_url: str | None = Field(None, description="the UI's base URL; when set, callbacks carry "
                                              "`dagster_url` (`<url>/runs/<run id>`)")
+
+    @field_validator("source_roots", mode="before")
+    @classmethod
+    def comma_separated(cls, value):
+        return tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str) else value
+
+    def readable_roots(self) -> tuple[str, ...]:
+        """Where sources may be read from: SOURCE_ROOTS, else the inbox."""
+        return self.source_roots or (self.inbox_url,)
 
     def stage_timeout(self, stage: str) -> float:
         return {"transcript": self.transcription_timeout, "alignment": self.alignment_timeout,

@@ -51,6 +51,26 @@ def location(place: str | Path) -> UPath:
     return UPath(place, use_listings_cache=False, **options)
 
 
+def within(source: str, roots) -> bool:
+    """Whether the local path or object URL `source` lies under one of the folders or prefixes `roots` (a local
+    path with its symbolic links and `..` resolved; an object URL with a `..` segment never does)."""
+    try:
+        place = location(source)
+    except ValueError:
+        return False
+    if not isinstance(place, Path) and ".." in str(source).split("/"):
+        return False
+    for root in roots:
+        top = location(root)
+        if isinstance(place, Path) and isinstance(top, Path):
+            if place.is_relative_to(top):
+                return True
+        elif not isinstance(place, Path) and not isinstance(top, Path) and type(place) is type(top) and \
+                str(place).startswith(str(top).rstrip("/") + "/"):
+            return True
+    return False
+
+
 def url_name(url: str) -> str:
     """A URL's file name: its last path segment, unquoted ("" when the path ends in "/")."""
     return Path(unquote(urlsplit(url).path)).name

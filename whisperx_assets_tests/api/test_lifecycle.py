@@ -9,9 +9,10 @@ import pytest
 import soundfile as sf
 from dagster import AssetKey, AssetRecordsFilter, DagsterEventType
 
-from whisperx_assets.api.client import WhisperXClient
+from whisperx_assets.api.client import JOB, WhisperXClient, media_config
 from whisperx_assets.defs.assets import ASSET_NAMES
 from whisperx_assets.defs.assets.speech import GPU_POOL
+from whisperx_assets.inputs.sources import identify
 from whisperx_assets.inputs.store import MediaStore
 from whisperx_assets_tests.api.test_api import cli
 from whisperx_assets_tests.test_faults import wait_for
@@ -113,3 +114,25 @@ def test_submit_stages_runs_those_and_what_they_lack(standin, tmp_path):
                       "subtitles": 0}, counts
     code, data, err = cli(deployment.url, "submit", path, "--stages", "transcript,subtitle")
     assert code == 2 and "comma-separated list of media,transcript" in err, (data, err)
+
+
+def test_sources_outside_source_roots_are_refused_and_the_cli_copies_them_in(standin, tmp_path):
+    deployment, instance = standin
+    client = WhisperXClient(deployment.url)
+    secret, mine = tmp_path / "secret.wav", tmp_path / "mine.wav"
+    for i, path in enumerate((secret, mine)):
+        sf.write(path, np.sin(np.arange(16_000) / (9 + i)).astype(np.float32) * 0.1, 16_000)
+
+    # a launch that names a server-side file outside SOURCE_ROOTS (the inbox here) reads nothing
+    source = identify(secret)
+    client.add_partition(source.key)
+    run_id = client.submit_job_execution(JOB, run_config={"ops": {"media": {"config": media_config(source)}}},
+                                         tags={"dagster/partition": source.key})
+    wait_for(lambda: client.run(run_id)["status"] in ("SUCCESS", "FAILURE"), 60, "refused run ends", deployment)
+    run = client.run(run_id)
+    assert run["status"] == "FAILURE" and "outside the folders this deployment reads sources from" in run["failure"]
+    assert not MediaStore(deployment.storage).media_path(source.key, source.name).exists()
+
+    code, data, err = cli(deployment.url, "submit", mine, "--wait")  # the CLI copies it in and says so
+    assert code == 0 and data[0]["status"] == "SUCCESS", (data, err)
+    assert f"copied {mine} into the deployment's store" in err

@@ -2,6 +2,7 @@
 run and several files in one run (a contiguous range of partitions)."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -32,9 +33,10 @@ def pipeline(tmp_path_factory, speech_config):
     whisperx = WhisperXResource()
     resources = {"whisperx": whisperx, "storage": MediaStoreResource(root=str(store.root)),
                  "io_manager": ParquetIOManager(root=str(store.root))}
-    with DagsterInstance.ephemeral() as instance:
+    with DagsterInstance.ephemeral() as instance, pytest.MonkeyPatch.context() as env:
         def register(paths):
             keys = []
+            env.setenv("SOURCE_ROOTS", ",".join(str(Path(path).parent) for path in paths))  # read where they are
             for path in paths:
                 source = identify(path)
                 store.register(source)
@@ -172,3 +174,43 @@ def test_bad_file_in_a_batch_is_named_and_split_off(pipeline, tmp_path):
         *good}
     alone = run_keys(alone, raise_on_error=False)
     assert not alone.success and str(bad) in step_failures(alone)[0].event_specific_data.error.message
+
+
+def test_media_reads_sources_only_inside_source_roots(tmp_path, monkeypatch):
+    """A run config can name any path: one outside SOURCE_ROOTS (default: the inbox) is refused, not retried and
+    not copied; one inside, or one whose input the store already holds (the CLI copied it in), is ingested."""
+    from whisperx_assets.defs.assets import media
+
+    inbox, elsewhere = tmp_path / "inbox", tmp_path / "elsewhere"
+    for folder in (inbox, elsewhere):
+        folder.mkdir()
+        silence(folder / f"{folder.name}.wav", 1.0)
+    monkeypatch.setenv("INBOX_URL", str(inbox))
+    monkeypatch.delenv("SOURCE_ROOTS", raising=False)
+    store = MediaStore(tmp_path / "store")
+    resources = {"whisperx": WhisperXResource(), "storage": MediaStoreResource(root=str(store.root)),
+                 "io_manager": ParquetIOManager(root=str(store.root))}
+
+    def ingest(path):
+        source = identify(path)
+        with DagsterInstance.ephemeral() as instance:
+            instance.add_dynamic_partitions(media_files.name, [source.key])
+            result = materialize([media], partition_key=source.key, instance=instance, resources=resources,
+                                 raise_on_error=False, run_config={"ops": {"media": {"config": {"source": str(path)}}}})
+        return source, result
+
+    _, refused = ingest(elsewhere / "elsewhere.wav")
+    failure = next(e for e in refused.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.event_specific_data.error.message
+    assert "elsewhere.wav" in message and f"outside the folders this deployment reads sources from (SOURCE_ROOTS: " \
+        f"{inbox})" in message, message
+    assert [e.event_type_value for e in refused.all_events].count("STEP_UP_FOR_RETRY") == 0
+    assert not (store.root / "inputs").exists()
+
+    assert ingest(inbox / "inbox.wav")[1].success
+    source = identify(elsewhere / "elsewhere.wav")
+    store.ingest(source.key, elsewhere / "elsewhere.wav", source.name, source.sha256)  # as `submit` copies it in
+    assert ingest(elsewhere / "elsewhere.wav")[1].success
+    monkeypatch.setenv("SOURCE_ROOTS", f"{inbox},{elsewhere}")
+    store.delete(source.key)
+    assert ingest(elsewhere / "elsewhere.wav")[1].success

@@ -205,6 +205,7 @@ def test_media_keeps_each_files_metadata_across_a_step_retry(tmp_path, monkeypat
     from whisperx_assets.inputs.store import MediaStore
 
     monkeypatch.setenv("RETRY_INITIAL_INTERVAL", "0.01")
+    monkeypatch.setenv("SOURCE_ROOTS", str(tmp_path))
     store = MediaStore(tmp_path / "store")
     sources = []
     for name, seconds in (("first.wav", 1.0), ("second.wav", 2.0)):

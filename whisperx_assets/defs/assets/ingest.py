@@ -11,7 +11,8 @@ from whisperx_assets.defs.assets.metadata import record, stage_output
 from whisperx_assets.inputs.fetch import FetchPolicy
 from whisperx_assets.defs.assets.versions import code_version
 from whisperx_assets.defs.jobs import BATCHES
-from whisperx_assets.inputs.sources import Source, is_url, location, source_name
+from whisperx_assets.defs.settings import PipelineSettings
+from whisperx_assets.inputs.sources import Source, is_url, location, source_name, within
 from whisperx_assets.defs.partitions import media_files
 from whisperx_assets.defs.resources import MediaStoreResource, WhisperXResource
 from whisperx_assets.speech.errors import MediaError
@@ -32,14 +33,22 @@ class MediaSource(Config):
     sha256: str = Field(default="", description="expected SHA-256 of a local file's bytes")
 
 
+def intake() -> dict[str, list[str] | str]:
+    """Where this code location reads sources from and stores inputs, resolved: the CLI reads it from the
+    definition's metadata to tell whether a file it submits must be copied in."""
+    settings = PipelineSettings()
+    return {"source_roots": [str(location(root)) for root in settings.readable_roots()],
+            "storage_url": str(location(settings.storage_url))}
+
+
 @asset(partitions_def=media_files, code_version=code_version("media"), backfill_policy=BATCHES,
-       group_name="speech", kinds={"ffmpeg", "parquet"})
+       group_name="speech", kinds={"ffmpeg", "parquet"}, metadata={"intake": intake()})
 def media(context: AssetExecutionContext, config: MediaSource, whisperx: WhisperXResource,
           storage: MediaStoreResource) -> Output[dict[str, pd.DataFrame]]:
     """The media file, copied (or downloaded) into the store and checked (decodable, has audio, within the
     size and duration limits). Bad files fail here, once, with the reason."""
     keys = sorted(context.partition_keys)
-    store = storage.store
+    store, roots = storage.store, PipelineSettings().readable_roots()
     if config.source:
         if len(keys) != 1:
             raise Failure(f"a source in the run config names one file, but this run covers {len(keys)} partitions",
@@ -55,6 +64,10 @@ def media(context: AssetExecutionContext, config: MediaSource, whisperx: Whisper
             stored = store.download(source, FetchPolicy())
             source = store.source(key)  # now with the SHA-256 of the downloaded bytes
         else:
+            if not store.media_path(key, source.name).is_file() and not within(source.source, roots):
+                raise MediaError(source.source, "outside the folders this deployment reads sources from (SOURCE_ROOTS: "
+                                 f"{', '.join(roots)}); put the file in the inbox, submit it with the CLI (which "
+                                 "copies it into the store), or add its folder to SOURCE_ROOTS")
             stored = store.ingest(key, location(source.source), source.name, source.sha256)
         try:
             info, _ = whisperx.load_audio(stored)
