@@ -1,6 +1,7 @@
 """A stand-in speech engine for orchestration tests, and the product's code location with it.
 
-`StandInEngine` answers the stages the assets call (`load`, `transcribe`, `align`, `diarize`, `release`) with
+`StandInEngine` answers the stages the assets call (`load`, `transcribe`, `align`, `diarize`, `release`; the
+supplied results are the real engine's) with
 small, valid, deterministic results of the real types (`TranscriptResult`, `AlignmentResult`,
 `DiarizationResult`, frames built by `speech.frames`), derived from the audio's bytes: no model is loaded and
 torch is never imported (the `combined` asset's speaker assignment is replaced too), so a file costs
@@ -29,7 +30,8 @@ from whisperx_assets.defs.assets import speech as speech_assets
 from whisperx_assets.defs.resources import WhisperXResource
 from whisperx_assets.speech.align import AlignmentResult
 from whisperx_assets.speech.combine import CombinedResult
-from whisperx_assets.speech.engine import DiarizationResult
+from whisperx_assets.speech.config import SpeechConfig
+from whisperx_assets.speech.engine import DiarizationResult, SpeechEngine
 from whisperx_assets.speech.errors import MediaError
 from whisperx_assets.speech.frames import StageFacts, segments_frame, turns_frame, words_frame
 from whisperx_assets.speech.media import SAMPLE_RATE, MediaInfo
@@ -103,6 +105,23 @@ class StandInEngine:
         turns = turns_frame([{"start": float(bounds[i]), "end": float(bounds[i + 1]), "speaker": f"SPEAKER_{i:02d}"}
                              for i in range(speakers)])
         return DiarizationResult(turns, _facts("diarization", audio, started, speakers=speakers))
+
+    # The real engine's: they read the user's files; only a plain-text transcript or an unknown language needs
+    # Whisper, which `transcribe` and `transcriber` stand in for.
+    supplied_transcript = SpeechEngine.supplied_transcript
+    supplied_diarization = SpeechEngine.supplied_diarization
+
+    @property
+    def config(self) -> SpeechConfig:
+        return SpeechConfig()
+
+    def transcriber(self, config=None) -> "StandInEngine":
+        return self
+
+    def language_of(self, audio: np.ndarray, config: SpeechConfig) -> tuple[str, float | None]:
+        return config.language or LANGUAGE, None
+
+    device = "cpu"
 
     def release(self) -> None:
         pass

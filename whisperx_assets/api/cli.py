@@ -85,8 +85,17 @@ def emit(args, data, lines: list[str]) -> None:
 # --- commands -----------------------------------------------------------------------------------------
 
 
+def supplied_files(args) -> dict[str, Path]:
+    """The result files given with --transcript and --diarization: for one media file only."""
+    files = {asset: path for asset in ("transcript", "diarization") if (path := getattr(args, asset, None))}
+    if files and len(args.sources) != 1:
+        raise CliError("--transcript and --diarization are for one media file at a time", EXIT_USAGE)
+    return files
+
+
 def cmd_submit(args) -> int:
     overrides = speech_overrides(args)
+    supplied = supplied_files(args)
     if args.callback_url:  # refused before anything is launched, as a URL input would be
         from whisperx_assets.inputs.fetch import check_url
 
@@ -99,7 +108,7 @@ def cmd_submit(args) -> int:
     for source in args.sources:
         try:
             submissions.append(call(c.submit, source, overrides, force=args.force, callback_url=args.callback_url,
-                                    stages=args.stages))
+                                    stages=args.stages, supplied=supplied))
         except (FileNotFoundError, ValueError) as exc:
             raise CliError(str(exc), EXIT_USAGE) from None
     for s in submissions:
@@ -269,7 +278,13 @@ def cmd_health(args) -> int:
 
 def cmd_process(args) -> int:
     """One-shot, no server: run the pipeline's job for each file in this process."""
+    from whisperx_assets.api.client import supplied_config
+
     overrides = speech_overrides(args)
+    try:
+        supplied = supplied_config(supplied_files(args))
+    except (OSError, ValueError) as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
     args.out.mkdir(parents=True, exist_ok=True)
     scratch = tempfile.TemporaryDirectory(prefix="whisperx-assets-")
     os.environ.setdefault("STORAGE_URL", scratch.name)  # before the definitions read it
@@ -296,7 +311,7 @@ def cmd_process(args) -> int:
                 summaries.append({"source": given, "status": "FAILURE", "failure": str(exc)})
             else:
                 summaries.append({"source": given, **process_one(job, instance, store, source, overrides, args.out,
-                                                                 progress=say)})
+                                                                 progress=say, supplied=supplied)})
                 summaries[-1]["wall_seconds"] = round(time.perf_counter() - started, 2)
             if not args.json:
                 real_stdout.write(format_summary(summaries[-1]) + "\n")
@@ -334,9 +349,10 @@ def step_progress(name: str, say):
     return listener
 
 
-def process_one(job, instance, store, source, overrides: dict, out: Path, progress=None) -> dict:
+def process_one(job, instance, store, source, overrides: dict, out: Path, progress=None,
+                supplied: dict | None = None) -> dict:
     """Materialize every asset of `source`'s partition; copy its exports and combined table into `out`.
-    `progress(line)` is called as each step finishes."""
+    `progress(line)` is called as each step finishes; `supplied`: {asset: run config} (`supplied_config`)."""
     from dagster._core.utils import make_new_run_id
 
     from whisperx_assets.api.client import media_config
@@ -358,7 +374,8 @@ def process_one(job, instance, store, source, overrides: dict, out: Path, progre
         instance.add_event_listener(run_id, step_progress(source.name, progress))
     result = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False, run_id=run_id,
                                     tags={IN_PROCESS_PID_TAG: str(os.getpid())},
-                                    run_config={"ops": {"media": {"config": media_config(source)}},
+                                    run_config={"ops": {"media": {"config": media_config(source)},
+                                                        **{a: {"config": c} for a, c in (supplied or {}).items()}},
                                                 "resources": {"whisperx": {"config": overrides}},
                                                 "loggers": QUIET_LOGGERS})
     summary = {"partition": key, "status": "SUCCESS" if result.success else "FAILURE"}
@@ -413,6 +430,14 @@ def add_speech_options(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, dest=field, metavar=field.upper(), help=info.description)
 
 
+def add_supplied_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--transcript", type=Path, metavar="FILE",
+                        help="use this transcript of the (one) file instead of Whisper's, force-aligned to its audio: "
+                             "whisperX JSON, SRT, WebVTT or plain text (by extension)")
+    parser.add_argument("--diarization", type=Path, metavar="FILE",
+                        help="use these speaker turns (RTTM) of the (one) file instead of computing them")
+
+
 def page_size(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
@@ -455,6 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", type=stage_list, metavar="ASSET,...",
                    help="run only these assets (e.g. transcript,diarization) and those they need that the file "
                         "lacks; its other assets stay as they are (default: all)")
+    add_supplied_options(p)
     p.add_argument("--callback-url", metavar="URL",
                    help="POST a JSON summary (status, partition, run_id, results, failure) there when each run ends")
     add_speech_options(p)
@@ -481,6 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sources", nargs="+", metavar="PATH|URL", help="media files (local paths) or http(s) URLs")
     p.add_argument("--out", type=Path, required=True, metavar="FOLDER",
                    help="folder for each file's exports (<name>.srt, .vtt, ...) and combined table (<name>.parquet)")
+    add_supplied_options(p)
     add_speech_options(p)
     p.set_defaults(func=cmd_process)
 

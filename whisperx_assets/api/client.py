@@ -182,6 +182,26 @@ def media_config(source: Source) -> dict:
     return {"source": source.source, "name": source.name, "sha256": source.sha256 or ""}
 
 
+def supplied_config(paths: dict[str, str | Path]) -> dict[str, dict]:
+    """{asset: its run config} for result files the user supplies ({"transcript" or "diarization": path}), read
+    and checked here so that a bad one is refused before anything is launched (ValueError naming the file)."""
+    from whisperx_assets.speech.supplied import check_size, read_rttm, read_transcript
+
+    readers = {"transcript": read_transcript, "diarization": read_rttm}
+    config = {}
+    for asset, path in paths.items():
+        path = Path(path)
+        data = path.read_bytes()
+        check_size(data, path.name)
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not UTF-8 text") from None
+        readers[asset](text, path.name)
+        config[asset] = {"text": text, "name": path.name}
+    return config
+
+
 class NotFound(LookupError):
     pass
 
@@ -199,12 +219,13 @@ class Unreadable(ValueError):
     """A source outside the deployment's SOURCE_ROOTS that cannot be copied into its store from here."""
 
 
-def options_hash(resource_config: dict | None, stages: list[str] | None = None) -> str:
-    """A run's options, and the stages asked for when not all, as a short stable id; "" for the defaults (what
-    runs without the tag, such as the inbox sensor's, mean)."""
+def options_hash(resource_config: dict | None, stages: list[str] | None = None, supplied: dict | None = None) -> str:
+    """A run's options, the stages asked for when not all, and the results supplied, as a short stable id; ""
+    for the defaults (what runs without the tag, such as the inbox sensor's, mean)."""
     options = resource_config or None
-    if stages and set(stages) != set(ASSET_NAMES):
-        options = {"resources": resource_config or {}, "stages": sorted(stages)}
+    if stages and set(stages) != set(ASSET_NAMES) or supplied:
+        options = {"resources": resource_config or {}, "stages": sorted(stages or ASSET_NAMES),
+                   "supplied": supplied or {}}
     if not options:
         return ""
     return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:12]
@@ -275,7 +296,7 @@ class WhisperXClient(DagsterGraphQLClient):
 
     def submit(self, source: str, resource_config: dict | None = None, force: bool = False,
                grace: float = 15.0, callback_url: str | None = None,
-               stages: list[str] | None = None) -> Submission:
+               stages: list[str] | None = None, supplied: dict[str, str | Path] | None = None) -> Submission:
         """Add `source`'s partition and launch `process_media` for it, unless the same submission is already
         under way or done: then the run `reusable_run` finds stands for this one (`existing`). `force` always
         launches.
@@ -289,22 +310,30 @@ class WhisperXClient(DagsterGraphQLClient):
         it calls back only if its own submitter asked for it.
 
         `stages`: run only these assets, and those they need that the partition lacks (a new file's `media`);
-        the partition's other assets stay as they are."""
+        the partition's other assets stay as they are.
+
+        `supplied`: {"transcript" or "diarization": path} result files to use instead of computing them (a
+        transcript is force-aligned; see `supplied_config`); their assets run, with the stages asked for."""
         from whisperx_assets.defs.callbacks import CALLBACK_TAG
         from whisperx_assets.inputs.fetch import check_url
 
         if callback_url:
             check_url(callback_url)
+        supplied = supplied_config(supplied or {})
+        if stages:
+            stages = [name for name in ASSET_NAMES if name in {*stages, *supplied}]
         identified = identify(source)
         key = identified.key
         copied_to = None if is_url(source) else self.copy_in(identified)
-        options, token = options_hash(resource_config, stages), uuid.uuid4().hex
+        digests = {asset: hashlib.sha256(c["text"].encode()).hexdigest() for asset, c in supplied.items()}
+        options, token = options_hash(resource_config, stages, digests), uuid.uuid4().hex
         existed = not self.add_partition(key)
         if not force and (run_id := self._standing_run(key, options, token, existed, grace)):
             return Submission(source, key, run_id, existing=True, copied_to=copied_to)
         selection = with_missing_upstream(stages, self.materialized(key)) if stages else list(ASSET_NAMES)
         # config only for the ops the run has: Dagster refuses config for ops outside the selection
-        run_config = {"ops": {"media": {"config": media_config(identified)}}} if "media" in selection else {}
+        ops = {"media": media_config(identified), **supplied}
+        run_config = {"ops": {op: {"config": c} for op, c in ops.items() if op in selection}}
         if resource_config:
             run_config["resources"] = {"whisperx": {"config": resource_config}}
         run_id = self.submit_job_execution(JOB, repository_location_name=LOCATION, repository_name=REPOSITORY,

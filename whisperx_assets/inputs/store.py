@@ -6,6 +6,7 @@ or an fsspec URL such as s3://bucket/prefix).
     <root>/<asset>/<key>.parquet     tabular asset outputs, each written as soon as its file is done, tagged with
                                      the work (run lineage) that wrote it, so a resumed run keeps it
     <root>/subtitles/<key>/<key>.<format>
+    <root>/supplied/<key>.<asset>.json  a transcript or diarization the user supplied for the file: {name, text}
     <root>/inbox-state/<name>.json   the inbox sensor's record of the files it handled, named by its cursor
     <root>/downloads/                URL inputs while they download (a local store; else a local temp folder)
 
@@ -147,6 +148,22 @@ class MediaStore:
             raise FileNotFoundError(f"partition {key} has no registered source ({path} is missing); add it with "
                                     "the inbox sensor or the CLI") from None
         return Source(**{**record, "key": key})
+
+    def supplied_path(self, key: str, asset: str) -> UPath:
+        return self.root / "supplied" / f"{_checked(key)}.{asset}.json"
+
+    def supply(self, key: str, asset: str, name: str, text: str) -> None:
+        """Keep `text` (from the user's file `name`) as partition `key`'s `asset` from now on."""
+        record = json.dumps({"name": name, "text": text}).encode()
+        atomic_write(self.supplied_path(key, asset), lambda f: f.write(record))
+
+    def supplied(self, key: str, asset: str) -> tuple[str, str] | None:
+        """(file name, text) of what the user supplied as partition `key`'s `asset`, if anything."""
+        try:
+            record = json.loads(self.supplied_path(key, asset).read_text())
+        except FileNotFoundError:
+            return None
+        return record["name"], record["text"]
 
     def media_path(self, key: str, name: str) -> UPath:
         ext = Path(name).suffix.lower()

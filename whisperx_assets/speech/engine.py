@@ -26,8 +26,9 @@ from whisperx_assets.speech.align import Aligner, AlignmentResult
 from whisperx_assets.speech.combine import CombinedResult, assign_speakers
 from whisperx_assets.speech.config import SpeechConfig
 from whisperx_assets.speech.diarization import load_diarizer
-from whisperx_assets.speech.frames import StageFacts, facts_frame
+from whisperx_assets.speech.frames import SEGMENT_DTYPES, StageFacts, facts_frame
 from whisperx_assets.speech.media import SAMPLE_RATE, MediaInfo, load_media
+from whisperx_assets.speech.supplied import check_times, place_text, read_rttm, read_transcript
 from whisperx_assets.speech.transcribe import Transcriber, TranscriptResult
 
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")  # pyannote.audio 4 sends usage telemetry otherwise
@@ -119,6 +120,45 @@ class SpeechEngine:
         facts = StageFacts(stage="diarization", model=diarizer.backend.split(":", 1)[1],
                            backend=diarizer.backend, device=diarizer.device, audio_seconds=len(audio) / SAMPLE_RATE,
                            wall_seconds=time.perf_counter() - started, speakers=int(turns["speaker"].nunique()))
+        return DiarizationResult(turns, facts)
+
+    def supplied_transcript(self, name: str, text: str, audio: np.ndarray,
+                            config: SpeechConfig | None = None) -> TranscriptResult:
+        """A transcript the user supplies for `audio` (file `name`: whisperX JSON, SRT, WebVTT or plain text) as
+        the transcript stage's result, to be force-aligned like Whisper's. Timed formats keep their times; plain
+        text takes the times of Whisper's transcript of the audio (`place_text`). Its language: the file's
+        (whisperX JSON), the configured one, else Whisper's detection. MediaError (`SuppliedInputError`) for a file
+        that cannot be read or does not fit the audio."""
+        config = config or self.config
+        started, duration = time.perf_counter(), len(audio) / SAMPLE_RATE
+        supplied = read_transcript(text, name, language=config.language)
+        check_times(supplied.segments, duration, name)  # an end past the audio is cut to it below
+        language, probability, device = supplied.language, None, "none"
+        if supplied.timed:
+            segments, backend = supplied.segments, "supplied"
+            if language is None:
+                transcriber = self.transcriber(config)
+                (language, probability), device = transcriber.language_of(audio, config), transcriber.device
+        else:
+            machine = self.transcribe(audio, config.replace(language=language) if language else config)
+            language, probability, device = machine.language, machine.language_probability, machine.facts.device
+            segments, backend = place_text(supplied.segments, machine.segments, language), \
+                f"supplied, timed by {machine.facts.backend}"
+        facts = StageFacts(stage="transcript", model=f"supplied:{supplied.format}", backend=backend, device=device,
+                           language=language, language_probability=probability, audio_seconds=duration,
+                           wall_seconds=time.perf_counter() - started)
+        segments = segments.assign(language=language, end=segments["end"].clip(upper=duration))
+        return TranscriptResult(segments.astype(SEGMENT_DTYPES), language, probability, facts)
+
+    def supplied_diarization(self, name: str, text: str, audio: np.ndarray) -> DiarizationResult:
+        """Speaker turns the user supplies for `audio` (file `name`, RTTM) as the diarization stage's result."""
+        started, duration = time.perf_counter(), len(audio) / SAMPLE_RATE
+        turns = read_rttm(text, name)
+        check_times(turns, duration, name)
+        turns = turns.assign(end=turns["end"].clip(upper=duration))
+        facts = StageFacts(stage="diarization", model="supplied:rttm", backend="supplied", device="none",
+                           audio_seconds=duration, wall_seconds=time.perf_counter() - started,
+                           speakers=int(turns["speaker"].nunique()))
         return DiarizationResult(turns, facts)
 
     def combine(self, alignment: AlignmentResult, diarization: DiarizationResult) -> CombinedResult:

@@ -8,11 +8,13 @@ no times: `place_text` borrows them from a machine transcript of the same audio.
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import html
 import json
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -44,6 +46,19 @@ def check_size(data: bytes | str, name: str) -> None:
     if size > MAX_SUPPLIED_BYTES:
         raise SuppliedInputError(name, f"too large ({size / 2**20:.1f} MB); supplied transcripts and diarizations "
                                        f"are limited to {MAX_SUPPLIED_BYTES // 2**20} MB")
+
+
+def check_times(frame: pd.DataFrame, duration: float, name: str) -> None:
+    """SuppliedInputError when a segment or turn of `frame` (start/end columns; NaN starts are skipped) starts
+    at or after the end of the audio (`duration`, s): there is nothing to align it to or give a speaker from, so
+    the file is for other audio, or its times are in other units. Ends past the audio are allowed: subtitles
+    often keep the last cue on screen after the sound ends."""
+    starts = frame["start"].dropna()
+    late = starts[starts >= duration]
+    if len(late):
+        what = "segments" if "text" in frame else "turns"
+        raise SuppliedInputError(name, f"{len(late)} of its {len(starts)} {what} start after the audio ends "
+                                       f"({duration:.1f} s), the first at {late.min():.1f} s: is it for another file?")
 
 
 def _checked_text(text: str, name: str) -> str:
@@ -155,6 +170,8 @@ CUE_TIME = re.compile(r"(-)?(?:(\d+):)?(\d{1,2}):(\d{1,2})(?:[.,](\d+))?")
 
 
 def _cue_segments(text: str, name: str, fmt: str) -> list[dict]:
+    if "-->" not in text:
+        raise SuppliedInputError(name, "no cues (no 'start --> end' lines)")
     cues: list[dict] = []  # start, end and the cue's text lines
     for block in re.split(r"\n\s*\n", text.strip()):
         lines = block.split("\n")
@@ -167,8 +184,8 @@ def _cue_segments(text: str, name: str, fmt: str) -> list[dict]:
             cues[-1]["lines"].extend(lines)
             continue
         number = len(cues) + 1
-        # A cue is an optional identifier line, its timing line and its text: anything else means a blank line
-        # between two cues is missing, and guessing where one cue's text ends would be guessing.
+        # A cue is an optional identifier line, its timing line and its text: anything else means that a blank
+        # line between two cues is missing, and where the first cue's text ends would be a guess.
         if len(timing) > 1 or timing[0] > 1:
             raise SuppliedInputError(name, f"cue {number}: expected an optional cue identifier, a 'start --> end' "
                                            "line and text (is a blank line between cues missing?)")
@@ -178,8 +195,6 @@ def _cue_segments(text: str, name: str, fmt: str) -> list[dict]:
         if end < start:
             raise SuppliedInputError(name, f"cue {number} ends before it starts ({start_text.strip()} --> {end_text})")
         cues.append({"start": start, "end": end, "lines": lines[timing[0] + 1:]})
-    if not cues:
-        raise SuppliedInputError(name, "no cues (no 'start --> end' lines)")
     return [{"start": cue["start"], "end": cue["end"], "text": _cue_text(cue["lines"])} for cue in cues]
 
 
@@ -237,11 +252,9 @@ def place_text(supplied: pd.DataFrame, timed: pd.DataFrame, language: str) -> pd
             timed_keys.extend((len(spans), key) for key in map(_match_key, (w for w, _, _ in timed_words)) if key)
             spans.append((float(row.start), float(row.end)))
     supplied_keys = [(i, key) for i, key in enumerate(map(_match_key, words)) if key]
-    matcher = difflib.SequenceMatcher(None, [k for _, k in timed_keys], [k for _, k in supplied_keys], autojunk=False)
     span_of_word: list[int | None] = [None] * len(words)
-    for a, b, size in matcher.get_matching_blocks():
-        for offset in range(size):
-            span_of_word[supplied_keys[b + offset][0]] = timed_keys[a + offset][0]
+    for a, b in _matched_pairs([k for _, k in timed_keys], [k for _, k in supplied_keys]):
+        span_of_word[supplied_keys[b][0]] = timed_keys[a][0]
     separator = "" if language in LANGUAGES_WITHOUT_SPACES else " "
     current = next((span for span in span_of_word if span is not None), None)
     if current is None:
@@ -249,13 +262,71 @@ def place_text(supplied: pd.DataFrame, timed: pd.DataFrame, language: str) -> pd
             return segments_frame([], language)
         start, end = (spans[0][0], max(e for _, e in spans)) if spans else (math.nan, math.nan)
         return segments_frame([{"start": start, "end": end, "text": separator.join(words)}], language)
-    # Matching blocks run forward in both sequences, so the spans come in order.
+    # The matching runs forward in both sequences, so the spans come in order.
     placed: dict[int, list[str]] = {}
     for word, span in zip(words, span_of_word):
         current = span if span is not None else current
         placed.setdefault(current, []).append(word)
     return segments_frame([{"start": spans[k][0], "end": spans[k][1], "text": separator.join(ws)}
                            for k, ws in placed.items()], language)
+
+
+DIRECT_MATCH_LIMIT = 4_000_000  # len(a) * len(b): about 2000 words each, half a second of difflib
+
+
+def _matched_pairs(a: list[str], b: list[str]) -> list[tuple[int, int]]:
+    """Index pairs (i, j), a[i] == b[j], matched in order in both, in no particular order.
+
+    difflib.SequenceMatcher(autojunk=False) does the matching, but its work grows with len(a) * len(b) (an hour
+    of speech takes it a minute; per character, far longer). Larger inputs are first cut at anchors, as patience
+    diff does, and each piece between them matched on its own."""
+    pairs: list[tuple[int, int]] = []
+    parts = [(0, len(a), 0, len(b))]
+    while parts:
+        alo, ahi, blo, bhi = parts.pop()
+        large = (ahi - alo) * (bhi - blo) > DIRECT_MATCH_LIMIT
+        anchors, size = _anchors(a, b, alo, ahi, blo, bhi) if large else ([], 0)
+        if not anchors:
+            matcher = difflib.SequenceMatcher(None, a[alo:ahi], b[blo:bhi], autojunk=False)
+            pairs.extend((alo + m.a + k, blo + m.b + k) for m in matcher.get_matching_blocks() for k in range(m.size))
+            continue
+        pairs.extend((i + k, j + k) for i, j in anchors for k in range(size))
+        gap_starts = [(alo, blo), *((i + size, j + size) for i, j in anchors)]
+        parts.extend((i0, i1, j0, j1) for (i0, j0), (i1, j1) in zip(gap_starts, [*anchors, (ahi, bhi)]))
+    return pairs
+
+
+def _anchors(a: list[str], b: list[str], alo: int, ahi: int, blo: int, bhi: int) -> tuple[list[tuple[int, int]], int]:
+    """Starts (i, j) of runs of `size` words that occur once in a[alo:ahi] and once in b[blo:bhi], the longest
+    chain of them in order in both and not overlapping. Single words first; longer runs where no word is unique
+    (text matched per character)."""
+    for size in (1, 2, 4, 8, 16):
+        runs_a = [tuple(a[i:i + size]) for i in range(alo, ahi - size + 1)]
+        runs_b = [tuple(b[j:j + size]) for j in range(blo, bhi - size + 1)]
+        count_a, count_b = Counter(runs_a), Counter(runs_b)
+        once_in_b = {run: blo + j for j, run in enumerate(runs_b) if count_b[run] == 1}
+        candidates = [(alo + i, once_in_b[run]) for i, run in enumerate(runs_a)
+                      if count_a[run] == 1 and run in once_in_b]
+        # Longest increasing subsequence of j (candidates run in order of i).
+        tails: list[int] = []  # smallest j that ends a chain of each length
+        tail_at: list[int] = []  # the candidate with that j
+        previous: list[int] = []
+        for k, (_, j) in enumerate(candidates):
+            length = bisect.bisect_left(tails, j)
+            tails[length:length + 1], tail_at[length:length + 1] = [j], [k]
+            previous.append(tail_at[length - 1] if length else -1)
+        chain = []
+        k = tail_at[-1] if tail_at else -1
+        while k >= 0:
+            chain.append(candidates[k])
+            k = previous[k]
+        anchors: list[tuple[int, int]] = []
+        for i, j in reversed(chain):
+            if not anchors or (i >= anchors[-1][0] + size and j >= anchors[-1][1] + size):
+                anchors.append((i, j))
+        if anchors:
+            return anchors, size
+    return [], 0
 
 
 # --- RTTM -------------------------------------------------------------------------------------------
@@ -272,7 +343,8 @@ def read_rttm(text: str, name: str) -> pd.DataFrame:
         if not fields or fields[0] != "SPEAKER":
             continue
         if len(fields) < 8:
-            raise SuppliedInputError(name, f"line {number}: a SPEAKER line has at least 8 fields, this one {len(fields)}")
+            raise SuppliedInputError(name, f"line {number}: a SPEAKER line has at least 8 fields, "
+                                           f"this one {len(fields)}")
         onset, duration = (_rttm_number(fields[i], name, number, what) for i, what in ((3, "onset"), (4, "duration")))
         file_ids.add(fields[1])
         rows.append({"start": onset, "end": onset + duration, "speaker": fields[7]})

@@ -137,6 +137,14 @@ class Transcriber:
         token, probability = self.model.model.detect_language(encoded)[0][0]
         return token[2:-2], float(probability)
 
+    def language_of(self, audio: np.ndarray, config: SpeechConfig) -> tuple[str, float | None]:
+        """The configured language, English for an English-only model, else detected (with its probability)."""
+        if self.resolved.english_only:
+            return "en", None
+        if config.language is not None:
+            return config.language, None
+        return self.detect_language(audio)
+
     def speech_chunks(self, audio: np.ndarray, config: SpeechConfig) -> list[dict]:
         """whisperX's VAD chunks: {start, end, segments: [(start, end) of each voice-active region]}."""
         from whisperx.vads import Pyannote
@@ -166,11 +174,7 @@ class Transcriber:
 
     def __call__(self, audio: np.ndarray, config: SpeechConfig) -> TranscriptResult:
         started = time.perf_counter()
-        language, probability = config.language, None
-        if self.resolved.english_only:
-            language = "en"
-        elif language is None:
-            language, probability = self.detect_language(audio)
+        language, probability = self.language_of(audio, config)
         options = self._options(config, language)
         chunks = self.speech_chunks(audio, config)
         regions = [r for chunk in chunks for r in chunk["segments"]]

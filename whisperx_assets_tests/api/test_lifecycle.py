@@ -5,6 +5,7 @@ follows it), and deletion (everything of the partition goes; refused while its r
 
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 from dagster import AssetKey, AssetRecordsFilter, DagsterEventType
@@ -136,3 +137,43 @@ def test_sources_outside_source_roots_are_refused_and_the_cli_copies_them_in(sta
     code, data, err = cli(deployment.url, "submit", mine, "--wait")  # the CLI copies it in and says so
     assert code == 0 and data[0]["status"] == "SUCCESS", (data, err)
     assert f"copied {mine} into the deployment's store" in err
+
+
+def latest_metadata(instance, asset: str, key: str) -> dict:
+    [record] = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[key]),
+                                               limit=1).records
+    return {k: v.value for k, v in record.asset_materialization.metadata.items()}
+
+
+def test_a_supplied_transcript_and_diarization_are_the_partitions_own(standin, tmp_path):
+    deployment, instance = standin
+    path = tmp_path / "supplied.wav"
+    sf.write(path, np.sin(np.arange(48_000) / 11).astype(np.float32) * 0.1, 16_000)
+    (tmp_path / "notes.srt").write_text("1\n00:00:00,200 --> 00:00:01,200\n[Ann]: hello there friend\n\n"
+                                        "2\n00:00:01,500 --> 00:00:02,800\ngood morning to you\n")
+    (tmp_path / "turns.rttm").write_text("SPEAKER supplied 1 0.100 1.200 <NA> <NA> ann <NA> <NA>\n"
+                                         "SPEAKER supplied 1 1.400 1.500 <NA> <NA> ben <NA> <NA>\n")
+    code, data, err = cli(deployment.url, "submit", path, "--transcript", tmp_path / "notes.srt",
+                          "--diarization", tmp_path / "turns.rttm", "--wait")
+    assert code == 0 and data[0]["status"] == "SUCCESS", (data, err)
+    key = data[0]["partition"]
+    transcript = latest_metadata(instance, "transcript", key)
+    assert (transcript["origin"], transcript["model"]) == ("supplied: notes.srt", "supplied:srt")
+    diarization = latest_metadata(instance, "diarization", key)
+    assert (diarization["origin"], diarization["speakers"]) == ("supplied: turns.rttm", 2)
+    combined = pd.read_parquet(WhisperXClient(deployment.url).output_path("combined", key))
+    assert list(combined["word"]) == "hello there friend good morning to you".split()
+    assert list(combined["speaker"]) == ["ann"] * 3 + ["ben"] * 4
+
+    # the partition keeps them: a later run of its transcript uses the supplied one again
+    code, data, err = cli(deployment.url, "submit", path, "--stages", "transcript", "--wait")
+    assert code == 0 and set(data[0]["steps"]) == {"transcript"}, (data, err)
+    assert materializations(instance, "transcript", key) == 2
+    assert latest_metadata(instance, "transcript", key)["origin"] == "supplied: notes.srt"
+
+    # a file that cannot be read is refused before anything is launched, naming it and why
+    (tmp_path / "bad.srt").write_text("1\n00:00:05,000 --> 00:00:04,000\nbackwards\n")
+    runs = len(instance.get_run_records())
+    code, data, err = cli(deployment.url, "submit", path, "--transcript", tmp_path / "bad.srt")
+    assert code == 2 and "bad.srt: cue 1 ends before it starts" in data["error"], (data, err)
+    assert len(instance.get_run_records()) == runs

@@ -79,3 +79,48 @@ def test_without_diarization(engine, speech_config, dialogue):
     result = engine.process(dialogue.path, speech_config.replace(diarize=False))
     assert result.diarization is None and result.combined is None
     assert list(result.facts["stage"]) == ["transcript", "alignment"]
+
+
+def srt_time(seconds: float) -> str:
+    ms = round(seconds * 1000)
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+
+def words_by_turn(recording) -> list:
+    """The reference turn of each word of the recording's text, in order."""
+    return [turn for turn in recording.turns for _ in turn.text.split()]
+
+
+def test_a_supplied_srt_is_force_aligned_and_combined_with_supplied_rttm(engine, dialogue, dialogue_audio):
+    srt = "\n".join(f"{i}\n{srt_time(t.start)} --> {srt_time(t.end)}\n{t.text}\n" for i, t in
+                    enumerate(dialogue.turns, 1))
+    rttm = "".join(f"SPEAKER dialogue 1 {t.start:.3f} {t.end - t.start:.3f} <NA> <NA> {t.speaker} <NA> <NA>\n"
+                   for t in dialogue.turns)
+    transcript = engine.supplied_transcript("dialogue.srt", srt, dialogue_audio)
+    assert (transcript.language, transcript.facts.model, transcript.facts.backend) == ("en", "supplied:srt", "supplied")
+    alignment = engine.align(transcript.segments, dialogue_audio, transcript.language)
+    diarization = engine.supplied_diarization("dialogue.rttm", rttm, dialogue_audio)
+    assert diarization.facts.speakers == len(dialogue.speakers)
+    words = engine.combine(alignment, diarization).words
+    assert list(words["word"]) == dialogue.text.split()  # the supplied words, every one, as written
+    turns = words_by_turn(dialogue)
+    inside = [t.start - 0.05 <= w.start and w.end <= t.end + 0.05 for w, t in zip(words.itertuples(), turns)]
+    assert sum(inside) / len(inside) >= 0.98, [w for w, ok in zip(words["word"], inside) if not ok]
+    assert list(words["speaker"]) == [t.speaker for t in turns]  # the supplied speakers' names
+
+
+def test_a_supplied_plain_text_is_timed_by_whisper_then_force_aligned(engine, dialogue, dialogue_audio):
+    text = "\n".join(t.text for t in dialogue.turns)
+    transcript = engine.supplied_transcript("dialogue.txt", text, dialogue_audio)
+    assert transcript.facts.backend.startswith("supplied, timed by faster-whisper")
+    alignment = engine.align(transcript.segments, dialogue_audio, transcript.language)
+    words = alignment.words
+    assert list(words["word"]) == dialogue.text.split()
+    middles = (words["start"] + words["end"]) / 2
+    inside = [t.start - 0.25 <= m <= t.end + 0.25 for m, t in zip(middles, words_by_turn(dialogue))]
+    assert sum(inside) / len(inside) >= 0.95
+
+
+def test_a_supplied_transcript_for_other_audio_is_bad_input(engine, dialogue_audio):
+    with pytest.raises(MediaError, match=r"late.srt: 1 of its 1 segments start after the audio ends"):
+        engine.supplied_transcript("late.srt", "1\n01:00:00,000 --> 01:00:02,000\nhello\n", dialogue_audio)
