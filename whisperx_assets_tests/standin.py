@@ -50,6 +50,11 @@ def _seconds(audio: np.ndarray) -> float:
     return len(audio) / SAMPLE_RATE
 
 
+def _unit_vector(seed: int) -> np.ndarray:
+    vector = np.random.default_rng(seed).normal(size=256)
+    return (vector / np.linalg.norm(vector)).astype(np.float32)
+
+
 def _facts(stage: str, audio: np.ndarray, started: float, **extra) -> StageFacts:
     return StageFacts(stage=stage, model=MODEL, backend=MODEL, device="cpu", audio_seconds=_seconds(audio),
                       wall_seconds=time.perf_counter() - started, **extra)
@@ -105,6 +110,19 @@ class StandInEngine:
         turns = turns_frame([{"start": float(bounds[i]), "end": float(bounds[i + 1]), "speaker": f"SPEAKER_{i:02d}"}
                              for i in range(speakers)])
         return DiarizationResult(turns, _facts("diarization", audio, started, speakers=speakers))
+
+    def speaker_embeddings(self, audio: np.ndarray, turns: pd.DataFrame, config=None) -> pd.DataFrame:
+        """A random unit vector per speaker, by the audio's bytes: no two files share a voice."""
+        rows = [{"speaker": str(s), "seconds": float((turns["end"] - turns["start"])[turns["speaker"] == s].sum()),
+                 "model": MODEL, "embedding": _unit_vector(_seed(audio) + i).tolist()}
+                for i, s in enumerate(sorted(turns["speaker"].unique()))]
+        return pd.DataFrame(rows, columns=["speaker", "seconds", "model", "embedding"]).astype(
+            {"speaker": "string", "seconds": "float64", "model": "string"})
+
+    def voiceprint(self, clips: list[np.ndarray], config=None) -> tuple[np.ndarray | None, float]:
+        if not clips:
+            return None, 0.0
+        return _unit_vector(_seed(np.concatenate(clips))), sum(map(len, clips)) / SAMPLE_RATE
 
     # The real engine's: they read the user's files; only a plain-text transcript or an unknown language needs
     # Whisper, which `transcribe` and `transcriber` stand in for.

@@ -264,6 +264,39 @@ def cmd_backfill(args) -> int:
     return EXIT_OK
 
 
+def cmd_speakers(args) -> int:
+    """Enroll people, name voices, list both. The deployment's `speakers_sensor` notices the change within its
+    interval and re-names the files concerned."""
+    from whisperx_assets.api.client import Unreadable
+    from whisperx_assets.inputs.enrollment import enroll, name_voice
+
+    c = client(args)
+    try:
+        if args.action == "list":
+            people, voices = call(c.speakers)
+            emit(args, {"people": people, "voices": voices},
+                 [f"{p['name']}\t{p['clips']} clips, {p['seconds']} s" + (f"\tvoices {','.join(p['voices'])}"
+                                                                          if p["voices"] else "") for p in people]
+                 + [f"{v['voice_id']}\t{v['name'] or '(unnamed)'}\tin {v['files']} files" for v in voices]
+                 or ["(nobody enrolled, no voice heard in more than one file)"])
+            return EXIT_OK
+        root = call(c.speakers_dir)
+        if args.action == "enroll":
+            missing = [str(clip) for clip in args.clips if not clip.is_file()]
+            if missing:
+                raise CliError(f"no such file: {', '.join(missing)}", EXIT_USAGE)
+            copied = enroll(root, args.name, args.clips)
+            lines = [f"enrolled {args.name}: {len(copied)} clips in {copied[0].parent}"]
+        else:
+            marker = name_voice(root, args.voice, args.name)
+            lines = [f"named {args.voice} {args.name} ({marker})"]
+    except (Unreadable, ValueError) as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    emit(args, {"ok": True, "detail": lines[0]},
+         lines + ["speakers_sensor refreshes the voiceprints and re-names the files concerned within a minute"])
+    return EXIT_OK
+
+
 def cmd_health(args) -> int:
     """Readiness (all checks) or liveness (webserver and daemons): a line per check, or a JSON list."""
     from whisperx_assets.api.health import run_checks
@@ -524,6 +557,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the partitions whose assets were made with other models or options than the code "
                             "location's now (re-runs only those assets and what follows them)")
     p.set_defaults(func=cmd_backfill)
+
+    p = sub.add_parser("speakers", help="enrolled people and voices heard across files: enroll, name, list")
+    actions = p.add_subparsers(dest="action", required=True, help="what to do")
+    a = actions.add_parser("enroll", help="add a person's voice clips (copied into SPEAKERS_DIR/NAME)")
+    a.add_argument("name", metavar="NAME", help="the person's name, as transcripts will show it")
+    a.add_argument("clips", nargs="+", type=Path, metavar="CLIP",
+                   help="recordings of that person alone (any supported media file; 10 s or more in all)")
+    a = actions.add_parser("name", help="name a voice heard across files (VOICE_0007) in every file that has it")
+    a.add_argument("voice", metavar="VOICE_ID", help="as `speakers list` shows it")
+    a.add_argument("name", metavar="NAME", help="the person's name")
+    actions.add_parser("list", help="the enrolled people and the voices heard in more than one file")
+    for action in actions.choices.values():
+        global_options(action, subcommand=True)
+    p.set_defaults(func=cmd_speakers)
 
     p = sub.add_parser("health", help="check the deployment: webserver, daemons, code location, store, models "
                                       "(exit 0 all pass, 1 one fails, 3 webserver unreachable)")

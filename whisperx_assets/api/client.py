@@ -216,7 +216,17 @@ class Submission:
 
 
 class Unreadable(ValueError):
-    """A source outside the deployment's SOURCE_ROOTS that cannot be copied into its store from here."""
+    """A place of the deployment's (its store, its SOURCE_ROOTS, SPEAKERS_DIR) that cannot be reached from here."""
+
+
+def reachable(url: str, what: str, instead: str) -> UPath:
+    """The deployment's folder or object prefix `url`, if this machine reaches it; else `Unreadable`, saying
+    `what` is not reachable and what to do `instead`. A local path that is not a folder here is another
+    machine's (an object store is tried when it is used)."""
+    root = location(url)
+    if isinstance(root, Path) and not root.is_dir():
+        raise Unreadable(f"{what} is not reachable from here: {instead}")
+    return root
 
 
 def options_hash(resource_config: dict | None, stages: list[str] | None = None, supplied: dict | None = None) -> str:
@@ -350,6 +360,31 @@ class WhisperXClient(DagsterGraphQLClient):
         entries = self.query(INTAKE)["assetNodeOrError"].get("metadataEntries") or []
         return next(json.loads(e["jsonString"]) for e in entries if e["label"] == "intake")
 
+    def speakers_dir(self) -> UPath:
+        """The deployment's SPEAKERS_DIR, when this machine reaches its store (`Unreadable` if not)."""
+        intake = self.intake()
+        reachable(intake["storage_url"], f"the deployment's store {intake['storage_url']}",
+                  f"enroll on the machine that holds {intake['speakers_dir']} (one folder per person, holding clips)")
+        return location(intake["speakers_dir"])
+
+    def speakers(self) -> tuple[list[dict], list[dict]]:
+        """(the enrolled people, the voices heard in more than one file or named), from the latest `voiceprints` and
+        `voices` tables in the deployment's store."""
+        store_url = self.intake()["storage_url"]
+        store = MediaStore(reachable(store_url, f"the deployment's store {store_url}", "run this where it is"))
+        prints, members = store.read_collection("voiceprints"), store.read_collection("voices")
+        people = [] if prints is None else [
+            {"name": r.name, "clips": int(r.clips), "seconds": round(float(r.seconds), 1),
+             "voices": r.voice_ids.split(",") if r.voice_ids else []} for r in prints.itertuples()]
+        named = {v: p["name"] for p in people for v in p["voices"]}
+        voices = []
+        if members is not None and len(members):
+            for voice, group in members.groupby("voice_id", sort=True):
+                if group["partition"].nunique() > 1 or voice in named:
+                    voices.append({"voice_id": voice, "name": named.get(voice), "files": int(group["partition"].nunique()),
+                                   "partitions": sorted(group["partition"].unique())})
+        return people, voices
+
     def copy_in(self, source: Source) -> str | None:
         """Copy the file `source` into the deployment's store as its partition's input, unless the deployment
         reads it where it is (inside its SOURCE_ROOTS); where the copy is. `Unreadable` if the store cannot be
@@ -358,12 +393,9 @@ class WhisperXClient(DagsterGraphQLClient):
         if within(source.source, intake["source_roots"]):
             return None
         store_url = intake["storage_url"]
-        root = location(store_url)
-        if isinstance(root, Path) and not root.is_dir():  # another machine's folder
-            raise Unreadable(
-                f"{source.source} is outside the folders the deployment reads sources from (SOURCE_ROOTS: "
-                f"{', '.join(intake['source_roots'])}) and its store {store_url} is not reachable from here to copy "
-                "it in: put it in the inbox, or add its folder to SOURCE_ROOTS where the deployment runs")
+        reachable(store_url, f"{source.source} is outside the folders the deployment reads sources from "
+                             f"(SOURCE_ROOTS: {', '.join(intake['source_roots'])}) and its store {store_url}",
+                  "put it in the inbox, or add its folder to SOURCE_ROOTS where the deployment runs")
         return str(MediaStore(store_url).ingest(source.key, location(source.source), source.name, source.sha256))
 
     def _standing_run(self, key: str, options: str, token: str, existed: bool, grace: float) -> str | None:

@@ -15,7 +15,6 @@ import os
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Callable
 
@@ -45,28 +44,35 @@ class Unreachable(ConnectionError):
 
 
 def graphql(url: str, timeout: float = TIMEOUT) -> Query:
-    """`query(document) -> data` against `url`'s /graphql. No answer raises `Unreachable`; an error answer
-    raises RuntimeError."""
-    import requests
+    """`query(document) -> data` through `WhisperXClient` at `url`. No answer (refused, or none within `timeout`
+    seconds) raises `Unreachable`; any other failure a RuntimeError that says what came back."""
+    from dagster_graphql import DagsterGraphQLClientError
 
-    endpoint = (url if "://" in url else f"http://{url}").rstrip("/") + "/graphql"
+    from whisperx_assets.api.client import WhisperXClient
+
+    client = WhisperXClient(url, timeout=timeout)
 
     def query(document: str) -> dict:
         try:
-            response = requests.post(endpoint, json={"query": document}, timeout=timeout)
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-            raise Unreachable(f"no answer from {endpoint} ({type(exc).__name__})") from None
-        if response.status_code != 200:
-            raise RuntimeError(f"{endpoint} answered HTTP {response.status_code}")
-        try:
-            body = response.json()
-        except ValueError:
-            raise RuntimeError(f"{endpoint} answered something that is not GraphQL") from None
-        if body.get("errors"):
-            raise RuntimeError("; ".join(e.get("message", str(e)) for e in body["errors"]))
-        return body["data"]
+            return client.query(document)
+        except DagsterGraphQLClientError as exc:
+            raise _answer_error(exc, client.url) from None
 
     return query
+
+
+def _answer_error(exc: BaseException, url: str) -> Exception:
+    """The client's error in its causes' words (it wraps gql's, which wraps requests'; its own repeats the query)."""
+    import requests
+    from gql.transport.exceptions import TransportQueryError
+
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+        if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
+            return Unreachable(f"no answer from {url} ({type(exc).__name__})")
+        if isinstance(exc, TransportQueryError) and exc.errors:
+            return RuntimeError("; ".join(e.get("message", str(e)) for e in exc.errors))
+    return RuntimeError(str(exc))
 
 
 def _failed(name: str, exc: BaseException) -> Check:
@@ -204,57 +210,24 @@ def _whisper(config) -> str:
 
 def _alignment(config) -> str:
     """The alignment the configuration asks for, where it can be known before the language is."""
-    from whisperx_assets.speech.errors import ModelUnavailableError
+    from whisperx_assets.speech.align import resolve_alignment
 
-    name = config.align_model
-    if config.align_backend == "pocketsphinx" or (config.align_backend == "auto" and not name):
-        if config.align_backend == "pocketsphinx" and find_spec("pocketsphinx") is None:
-            raise ModelUnavailableError("ALIGN_BACKEND=pocketsphinx, but pocketsphinx is not installed")
-        return f"alignment {config.align_backend}"
-    if config.align_backend == "whisper":
-        return "alignment whisper"
-    if not name:  # wav2vec2 by language: known once the transcript is
-        return "alignment wav2vec2 (model chosen by language)"
-    if Path(name).expanduser().is_dir():
-        return f"alignment {name} (local)"
-    if "/" in name:  # a Hugging Face id: in the cache?
-        try:
-            from huggingface_hub import snapshot_download
-
-            snapshot_download(name, local_files_only=True)
-        except Exception as exc:
-            raise ModelUnavailableError(f"alignment model {name!r} is not in the Hugging Face cache "
-                                        f"({type(exc).__name__})") from None
-        return f"alignment {name} (hub-cache)"
-    import torch  # a torchaudio bundle name: as align.py looks for it
-
-    checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
-    if not any(checkpoints.glob(f"*{name.lower().split('_')[0]}*")):
-        raise ModelUnavailableError(f"alignment model {name} is not in the torch hub cache ({checkpoints})")
-    return f"alignment {name} (torch hub cache)"
+    choice = resolve_alignment(config)
+    if choice.source:
+        return f"alignment {choice.model} ({choice.source})"
+    return f"alignment {choice.backend}" + (" (model chosen by language)" if choice.backend == "wav2vec2" and
+                                            choice.model is None else "")
 
 
 def _diarization(config) -> str:
-    from whisperx_assets.speech.diarization import offline, pretrained
-    from whisperx_assets.speech.errors import ModelUnavailableError
+    from whisperx_assets.speech.diarization import resolve_diarization
 
     if not config.diarize:
         return "diarization off"
-    model = (config.diarization_model or "").strip()
-    if model.lower() not in ("", "offline"):
-        if Path(model).expanduser().exists():
-            return f"diarization {model} (local)"
-        if pretrained.cached_pipeline(model) is not None:
-            return f"diarization {model} (hub-cache)"
-        if config.hf_token:  # a run would download it
-            raise ModelUnavailableError(f"diarization model {model!r} is not cached: a run would download it with "
-                                        "HF_TOKEN (pre-place it in HF_HOME, or set DIARIZATION_MODEL=offline)")
-    offline.bundled_segmentation_path()
-    spec = find_spec("resemblyzer")
-    if spec is None or not (Path(spec.origin).parent / "pretrained.pt").is_file():
-        raise ModelUnavailableError("the offline diarization pipeline needs resemblyzer with its pretrained.pt")
-    return "diarization offline" + (f" ({model} not cached, no HF_TOKEN)" if model.lower() not in ("", "offline")
-                                    else "")
+    choice = resolve_diarization(config, download=False)
+    if choice.origin != "offline":
+        return f"diarization {choice.pipeline} ({choice.origin})"
+    return "diarization offline" + (f" ({choice.pipeline} not cached, no HF_TOKEN)" if choice.pipeline else "")
 
 
 def check_models(config=None) -> Check:

@@ -41,6 +41,7 @@ from whisperx_assets.defs.jobs import process_media_job, run_keys
 from whisperx_assets.defs.partitions import media_files
 from whisperx_assets.defs.sensors import step_progress
 from whisperx_assets.defs.settings import PipelineSettings
+from whisperx_assets.defs.stage_guard import backoff
 from whisperx_assets.inputs.fetch import FetchError, FetchPolicy, post_json, redact
 from whisperx_assets.speech.errors import MediaError
 
@@ -64,7 +65,7 @@ def deliver(url: str, payload: dict, max_attempts: int = 5, initial_interval: fl
     """POST `payload` to `url`, retrying connection errors and HTTP 5xx after `initial_interval` seconds, doubling,
     up to `max_attempts` tries and no later than `budget` seconds after the start (a try that could not end
     within it is not begun). 2xx delivers; 4xx, 3xx and refusals are final."""
-    start, delay = time.monotonic(), initial_interval
+    start = time.monotonic()
     for attempt in range(1, max_attempts + 1):
         try:
             status = post_json(url, payload, min(timeout, budget), policy)
@@ -78,11 +79,11 @@ def deliver(url: str, payload: dict, max_attempts: int = 5, initial_interval: fl
                 return Delivery(True, attempt, outcome)
         if not retry or attempt == max_attempts:
             return Delivery(False, attempt, outcome)
+        delay = backoff(initial_interval, 2, attempt - 1)
         if time.monotonic() - start + delay + timeout > budget:
             return Delivery(False, attempt, f"{outcome} (no time left for another try in {budget:g} s)")
         log.info("callback to %s: %s; trying again in %g s", redact(url), outcome, delay)
         sleep(delay)
-        delay *= 2
     raise AssertionError("unreachable")
 
 

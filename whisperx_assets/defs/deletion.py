@@ -11,6 +11,7 @@ from dagster import (AssetKey, Config, DagsterRunStatus, Failure, MetadataValue,
 from pydantic import Field
 
 from whisperx_assets.defs.assets import ASSET_NAMES
+from whisperx_assets.defs.assets.speakers import forget_voices
 from whisperx_assets.defs.jobs import process_media_job, run_keys
 from whisperx_assets.defs.partitions import media_files
 from whisperx_assets.defs.resources import MediaStoreResource
@@ -74,12 +75,13 @@ def delete_partitions(context: OpExecutionContext, config: DeleteConfig, storage
         raise Failure(f"refused: a run is in progress for {named}; delete again once it has ended (or cancel it)",
                       allow_retries=False)
     removed = {}
+    voices = forget_voices(storage.store, keys)
     for key in keys:
         removed[key] = [str(path) for path in storage.store.delete(key)]
         wiped = wipe_partition_history(instance, key)
         instance.delete_dynamic_partition(media_files.name, key)
         context.log.info(f"deleted {key}: {len(removed[key])} files, {wiped} events of its history, the partition")
-    return Output(None, metadata={"removed": MetadataValue.json(removed)})
+    return Output(None, metadata={"removed": MetadataValue.json(removed), "voice_members_removed": voices})
 
 
 @job(executor_def=in_process_executor, description="Delete media partitions with their files and history "

@@ -41,10 +41,12 @@ def process_media_request(keys: Sequence[str], run_key: str | None = None, tags:
     if not keys:
         raise ValueError("no partitions to run")
     tags = dict(tags or {})
+    job_name = process_media_job.name  # named: a sensor may request other jobs too
     if len(keys) == 1:
-        return RunRequest(run_key=run_key, partition_key=keys[0], tags=tags, asset_selection=asset_selection)
+        return RunRequest(run_key=run_key, partition_key=keys[0], tags=tags, asset_selection=asset_selection,
+                          job_name=job_name)
     tags.update({RANGE_START: keys[0], RANGE_END: keys[-1], "whisperx_assets/batch_size": str(len(keys))})
-    return RunRequest(run_key=run_key, tags=tags, asset_selection=asset_selection)
+    return RunRequest(run_key=run_key, tags=tags, asset_selection=asset_selection, job_name=job_name)
 
 
 def work_id(run) -> str:

@@ -17,6 +17,8 @@ class PipelineSettings(EnvSettings):
     storage_url: str = Field("media/storage", description="ingested media, Parquet outputs, exports: a folder or "
                              "an object store URL (`s3://bucket/prefix`)")
     inbox_url: str = Field("media/inbox", description="folder or object store prefix watched by media_inbox_sensor")
+    speakers_dir: str = Field("media/speakers", description="enrolled people: a folder (or object store prefix) "
+                              "per person holding voice clips; watched by speakers_sensor")
     source_roots: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="folders or object store prefixes a run may read a local or object source from, "
         "comma-separated (unset: the inbox); a source elsewhere is refused, the CLI copies it into the store")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import random
 import signal
 import threading
@@ -43,9 +44,14 @@ class StageTimeout(TimeoutError):
     pass
 
 
+def backoff(initial: float, coefficient: float, attempt: int, maximum: float = math.inf) -> float:
+    """Exponential backoff: the wait before retry `attempt` (0 for the first), at most `maximum` seconds."""
+    return min(initial * coefficient ** attempt, maximum)
+
+
 def retry_delay(settings: PipelineSettings, retry_number: int) -> float:
-    delay = settings.retry_initial_interval * settings.retry_backoff_coefficient ** retry_number
-    delay = min(delay, settings.retry_max_interval)
+    delay = backoff(settings.retry_initial_interval, settings.retry_backoff_coefficient, retry_number,
+                    settings.retry_max_interval)
     return max(0.0, delay * random.uniform(0.75, 1.25))
 
 

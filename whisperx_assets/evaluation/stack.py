@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from whisperx_assets.evaluation.servers import free_port
 
@@ -45,34 +45,18 @@ def postgres_server() -> Iterator[str]:
     try:
         subprocess.run([*as_postgres, str(bin_dir / "initdb"), "-D", str(root / "data"), "-A", "trust",
                         "-U", POSTGRES_USER], check=True, capture_output=True)
-        with (root / "server.log").open("wb") as log:
-            server = subprocess.Popen([*as_postgres, str(bin_dir / "postgres"), "-D", str(root / "data"), "-p", str(port),
-                                       "-k", str(root), "-c", "listen_addresses=127.0.0.1"],
-                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            _wait_for_postgres(bin_dir, port, server, root / "server.log")
+        command = [*as_postgres, str(bin_dir / "postgres"), "-D", str(root / "data"), "-p", str(port), "-k", str(root),
+                   "-c", "listen_addresses=127.0.0.1"]
+        ready = [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)]
+        # SIGINT: PostgreSQL's fast shutdown
+        with _server("PostgreSQL", command, root / "server.log",
+                     lambda: subprocess.run(ready, capture_output=True).returncode == 0,
+                     start_timeout=60, poll=0.2, stop_signal=signal.SIGINT, stop_timeout=30):
             subprocess.run([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", POSTGRES_USER,
                             "dagster"], check=True, capture_output=True)
             yield f"postgresql+psycopg2://{POSTGRES_USER}@127.0.0.1:{port}/dagster"
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGINT)  # PostgreSQL's fast shutdown
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
     finally:
         shutil.rmtree(root, ignore_errors=True)
-
-
-def _wait_for_postgres(bin_dir: Path, port: int, server: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while subprocess.run([str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
-                         capture_output=True).returncode != 0:
-        if server.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"PostgreSQL did not start: {log.read_text()[-2000:]}")
-        time.sleep(0.2)
 
 
 S3_ACCESS_KEY, S3_SECRET_KEY = "whisperx", "whisperx-secret"  # SeaweedFS with no identities accepts any key
@@ -91,39 +75,50 @@ def s3_server() -> Iterator[dict[str, str]]:
              f"-master.port.grpc={free_port()}", f"-volume.port.grpc={free_port()}", f"-filer.port.grpc={free_port()}",
              f"-s3.port.grpc={free_port()}"]
     try:
-        with (root / "server.log").open("wb") as log:
-            # No Iceberg or Lance listeners (fixed ports: two servers would clash), no telemetry (offline).
-            server = subprocess.Popen([str(weed), "server", f"-dir={root}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                                       "-s3", "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
-                                       "-master.volumeSizeLimitMB=64", "-volume.max=100", *ports],
-                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3}", "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
-                   "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY, "AWS_DEFAULT_REGION": "us-east-1"}
-            _wait_for_s3(env["AWS_ENDPOINT_URL"], server, root / "server.log")
+        # No Iceberg or Lance listeners (fixed ports: two servers would clash), no telemetry (offline).
+        command = [str(weed), "server", f"-dir={root}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3",
+                   "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false", "-master.volumeSizeLimitMB=64",
+                   "-volume.max=100", *ports]
+        env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3}", "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
+               "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY, "AWS_DEFAULT_REGION": "us-east-1"}
+        # Killed after 5 s: it takes ~25 s to part with its throwaway data.
+        with _server("SeaweedFS", command, root / "server.log", lambda: _answers(env["AWS_ENDPOINT_URL"]),
+                     start_timeout=90, poll=0.3, stop_signal=signal.SIGTERM, stop_timeout=5):
             yield env
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=5)
-            except subprocess.TimeoutExpired:  # it takes ~25 s to part with its throwaway data
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _wait_for_s3(url: str, server: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 90
-    while True:
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:  # answering, if only to refuse an unsigned request
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _server(name: str, command: list[str], log: Path, ready: Callable[[], bool], start_timeout: float, poll: float,
+            stop_signal: signal.Signals, stop_timeout: float) -> Iterator[None]:
+    """Start `command` in a process group of its own, its output to `log`, and wait until `ready()` (RuntimeError
+    with the log's end if it exits or `start_timeout` s pass first); on leaving, stop the group with `stop_signal`,
+    and with SIGKILL after `stop_timeout` s."""
+    with log.open("wb") as out:
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + start_timeout
+        while not ready():
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start: {log.read_text()[-2000:]}")
+            time.sleep(poll)
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, stop_signal)
         try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except urllib.error.HTTPError:  # answering, if only to refuse an unsigned request
-            return
-        except OSError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"SeaweedFS did not start: {log.read_text()[-2000:]}")
-        time.sleep(0.3)
+            server.wait(timeout=stop_timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()

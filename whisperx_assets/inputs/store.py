@@ -7,6 +7,7 @@ or an fsspec URL such as s3://bucket/prefix).
                                      the work (run lineage) that wrote it, so a resumed run keeps it
     <root>/subtitles/<key>/<key>.<format>
     <root>/supplied/<key>.<asset>.json  a transcript or diarization the user supplied for the file: {name, text}
+    <root>/collection/<name>.parquet  tables over the whole collection (voiceprints, voices)
     <root>/inbox-state/<name>.json   the inbox sensor's record of the files it handled, named by its cursor
     <root>/downloads/                URL inputs while they download (a local store; else a local temp folder)
 
@@ -109,6 +110,7 @@ def _checked_state(name: str) -> str:
     return name
 
 
+COLLECTION_TABLES = ("voiceprints", "voices")
 WORK_FIELD, FACTS_FIELD = b"whisperx_assets.work", b"whisperx_assets.facts"  # Parquet key-value metadata
 
 
@@ -274,6 +276,31 @@ class MediaStore:
         path = self.output_path(asset, key)
         atomic_write(path, lambda f: pq.write_table(table, f))
         return path
+
+    def keys_with(self, asset: str) -> list[str]:
+        """The partitions that have an output of `asset`, sorted."""
+        folder = self.root / asset
+        return sorted(path.stem for path in folder.glob("*.parquet")) if folder.is_dir() else []
+
+    def collection_path(self, name: str) -> UPath:
+        if name not in COLLECTION_TABLES:
+            raise ValueError(f"no collection table {name!r}")
+        return self.root / "collection" / f"{name}.parquet"
+
+    def write_collection(self, name: str, frame: pd.DataFrame) -> UPath:
+        """Write (atomically) the collection-wide table `name`."""
+        path = self.collection_path(name)
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        atomic_write(path, lambda f: pq.write_table(table, f))
+        return path
+
+    def read_collection(self, name: str) -> pd.DataFrame | None:
+        """The collection-wide table `name`, None before it is first written."""
+        try:
+            with self.collection_path(name).open("rb") as f:
+                return pq.read_table(f).to_pandas()
+        except FileNotFoundError:
+            return None
 
     def written_by(self, asset: str, key: str) -> str | None:
         """The work that wrote `asset`'s output for `key` (None: no output; "" : written outside a run)."""

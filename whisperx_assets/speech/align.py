@@ -8,7 +8,7 @@ Backends, all returning the same frames (sentence-level segments and words):
   text; any language the Whisper model knows, offline.
 
 With `align_backend="auto"` the configured (or whisperX's default) wav2vec2 model is used when it loads
-without a download; otherwise pocketsphinx for English, else whisper. The backend used is recorded.
+(`resolve_alignment` says which); otherwise pocketsphinx for English, else whisper. The backend used is recorded.
 Words without timings (numbers, symbols, unknown words) get times by `interpolate_method`.
 """
 
@@ -18,6 +18,7 @@ import dataclasses
 import logging
 import re
 import time
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +204,97 @@ def _voice_edge(voiced: np.ndarray, time: float, step: int, limit: float) -> flo
     return edge / 100 if (edge - frame) * step > 0 else time
 
 
+# --- which backend and model -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class AlignmentChoice:
+    """What a configuration aligns with (`resolve_alignment`)."""
+
+    backend: str  # wav2vec2, pocketsphinx or whisper; "auto" while the language that decides is unknown
+    model: str | None  # the backend's model; None: the wav2vec2 model is chosen by language
+    source: str | None = None  # wav2vec2: "local", "hub-cache", "torch hub cache", or "hub" (downloaded)
+
+
+POCKETSPHINX = AlignmentChoice("pocketsphinx", "pocketsphinx:en-us")
+WHISPER = AlignmentChoice("whisper", "whisper-cross-attention")
+
+
+def resolve_alignment(config: SpeechConfig, language: str | None = None, download: bool = False) -> AlignmentChoice:
+    """The backend and model `config` aligns `language` with, decided without loading a model or a download.
+    `download`: a wav2vec2 model that was asked for (ALIGN_BACKEND=wav2vec2 or ALIGN_MODEL) may come from the hub;
+    auto's default model never does.
+
+    auto takes the wav2vec2 model when it is here, else pocketsphinx for English, else whisper; an ALIGN_MODEL
+    that cannot be used raises even under auto (a run then falls back, with a warning). Without `language`, a
+    choice by language stays open: `model` None, and `backend` "auto" unless ALIGN_MODEL decides it.
+    ModelUnavailableError says why the configured backend or model cannot be used."""
+    wanted = config.align_backend
+    if wanted == "whisper":
+        return WHISPER
+    if wanted == "pocketsphinx":
+        return _pocketsphinx(language)
+    if not config.align_model and language is None:
+        return AlignmentChoice(wanted, None)
+    asked = wanted == "wav2vec2" or bool(config.align_model)
+    try:
+        name = config.align_model or _default_wav2vec2(language)
+        return AlignmentChoice("wav2vec2", name, _wav2vec2_source(name, download=download and asked))
+    except ModelUnavailableError:
+        if asked:
+            raise
+    return _offline_aligner(language)
+
+
+def _offline_aligner(language: str) -> AlignmentChoice:
+    """auto's aligner where no wav2vec2 model is: pocketsphinx for English, else whisper."""
+    return _pocketsphinx(language) if language == "en" else WHISPER
+
+
+def _pocketsphinx(language: str | None) -> AlignmentChoice:
+    if language not in (None, "en"):
+        raise ModelUnavailableError(f"the pocketsphinx aligner is English only; the transcript is {language!r}")
+    if find_spec("pocketsphinx") is None:
+        raise ModelUnavailableError("the pocketsphinx aligner needs the pocketsphinx package, which is not installed")
+    return POCKETSPHINX
+
+
+def _default_wav2vec2(language: str) -> str:
+    from whisperx.alignment import DEFAULT_ALIGN_MODELS_HF, DEFAULT_ALIGN_MODELS_TORCH
+
+    name = DEFAULT_ALIGN_MODELS_TORCH.get(language) or DEFAULT_ALIGN_MODELS_HF.get(language)
+    if name is None:
+        raise ModelUnavailableError(f"whisperX has no default alignment model for language {language!r}")
+    return name
+
+
+def _wav2vec2_source(name: str, download: bool) -> str:
+    """Where the wav2vec2 model `name` loads from with no download: "local" (a folder), "hub-cache" (a Hugging
+    Face id) or "torch hub cache" (a torchaudio bundle name); "hub" where it is not here and `download`, else
+    ModelUnavailableError."""
+    if Path(name).expanduser().is_dir():
+        return "local"
+    if "/" in name:
+        from huggingface_hub import snapshot_download
+
+        try:
+            snapshot_download(name, local_files_only=True)
+            return "hub-cache"
+        except Exception as exc:
+            missing = f"not in the Hugging Face cache ({type(exc).__name__})"
+    else:
+        import torch
+
+        checkpoints = Path(torch.hub.get_dir()) / "checkpoints"  # where torchaudio downloads its bundles
+        if any(checkpoints.glob(f"*{name.lower().split('_')[0]}*")):
+            return "torch hub cache"
+        missing = f"not in the torch hub cache ({checkpoints})"
+    if download:
+        return "hub"
+    raise ModelUnavailableError(f"alignment model {name!r} is {missing}; pre-place it, or set ALIGN_MODEL to a local "
+                                "wav2vec2 CTC folder")
+
+
 class Aligner:
     """A loaded alignment backend; call it with a transcript's segments and the audio."""
 
@@ -211,60 +303,44 @@ class Aligner:
         self.device, _ = resolve_device(config.device, "auto")
         self.cache_dir = config.cache_dir
         self.whisper_model = whisper_model  # the transcriber's loaded faster-whisper model, for `whisper`
-        self.backend, self.model_name = self._choose(config)
+        self.backend, self.model_name = self._load(config)
 
     @staticmethod
     def load_key(config: SpeechConfig, language: str) -> tuple:
         return (config.align_backend, config.align_model, config.device, language)
 
-    def _choose(self, config: SpeechConfig) -> tuple[str, str]:
-        wanted = config.align_backend
-        if wanted in ("auto", "wav2vec2"):
-            try:
-                return "wav2vec2", self._load_wav2vec2(config, must_be_cached=wanted == "auto" and not config.align_model)
-            except ModelUnavailableError as exc:
-                if wanted == "wav2vec2" or config.align_model:
-                    if wanted == "wav2vec2":
-                        raise
-                    log.warning("%s; falling back to an offline aligner", exc)
-        if wanted == "pocketsphinx" or (wanted == "auto" and self.language == "en"):
-            if self.language != "en":
-                raise ModelUnavailableError(f"the pocketsphinx aligner is English only; the transcript is {self.language!r}")
+    def _load(self, config: SpeechConfig) -> tuple[str, str]:
+        try:
+            choice = resolve_alignment(config, self.language, download=not hub_offline())
+            if choice.backend == "wav2vec2":
+                self._load_wav2vec2(choice)
+        except ModelUnavailableError as exc:
+            if config.align_backend != "auto":
+                raise
+            if config.align_model:
+                log.warning("%s; falling back to an offline aligner", exc)
+            choice = _offline_aligner(self.language)
+        if choice.backend == "pocketsphinx":
             from pocketsphinx import Decoder
 
             # Wide beams: with the defaults, alignments of more than ~10 s of speech find no path.
             self.decoders = [Decoder(samprate=SAMPLE_RATE, bestpath=False, loglevel="FATAL", fsgusefiller=filler,
                                      beam=1e-100, pbeam=1e-100, wbeam=1e-80) for filler in (True, False)]
-            return "pocketsphinx", "pocketsphinx:en-us"
-        if self.whisper_model is None:
+        elif choice.backend == "whisper" and self.whisper_model is None:
             raise ModelUnavailableError("the whisper aligner needs the loaded Whisper model")
-        return "whisper", "whisper-cross-attention"
+        return choice.backend, choice.model
 
-    def _load_wav2vec2(self, config: SpeechConfig, must_be_cached: bool) -> str:
+    def _load_wav2vec2(self, choice: AlignmentChoice) -> None:
         import whisperx
-        from whisperx.alignment import DEFAULT_ALIGN_MODELS_HF, DEFAULT_ALIGN_MODELS_TORCH
 
-        name = config.align_model or DEFAULT_ALIGN_MODELS_TORCH.get(self.language) or DEFAULT_ALIGN_MODELS_HF.get(self.language)
-        if name is None:
-            raise ModelUnavailableError(f"whisperX has no default alignment model for language {self.language!r}")
-        if name in DEFAULT_ALIGN_MODELS_TORCH.values() and (must_be_cached or hub_offline()):
-            # torchaudio bundles download through torch.hub when missing: only use one already there.
-            import torch
-
-            bundle_file = Path(torch.hub.get_dir()) / "checkpoints"
-            if not any(bundle_file.glob(f"*{name.lower().split('_')[0]}*")):
-                raise ModelUnavailableError(f"alignment model {name} is not in the torch hub cache ({bundle_file}); "
-                                            "pre-place it, or set ALIGN_MODEL to a local wav2vec2 CTC folder")
         try:
             self.model, self.metadata = whisperx.load_align_model(
-                self.language, self.device, model_name=name,
-                model_cache_only=must_be_cached or hub_offline())
+                self.language, self.device, model_name=choice.model, model_cache_only=choice.source != "hub")
         except Exception as exc:
             raise ModelUnavailableError(
-                f"alignment model {name!r} could not be loaded ({type(exc).__name__}: {exc}). Set ALIGN_MODEL to a "
-                "local wav2vec2 CTC model folder or a cached Hugging Face id (HF_HOME, HF_TOKEN), or use "
+                f"alignment model {choice.model!r} could not be loaded ({type(exc).__name__}: {exc}). Set ALIGN_MODEL "
+                "to a local wav2vec2 CTC model folder or a cached Hugging Face id (HF_HOME, HF_TOKEN), or use "
                 "ALIGN_BACKEND=pocketsphinx (English) / whisper (any language)") from exc
-        return name
 
     def __call__(self, segments: pd.DataFrame, audio: np.ndarray, config: SpeechConfig) -> AlignmentResult:
         started = time.perf_counter()

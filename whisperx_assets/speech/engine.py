@@ -25,9 +25,10 @@ import pandas as pd
 from whisperx_assets.speech.align import Aligner, AlignmentResult
 from whisperx_assets.speech.combine import CombinedResult, assign_speakers
 from whisperx_assets.speech.config import SpeechConfig
-from whisperx_assets.speech.diarization import load_diarizer
+from whisperx_assets.speech.diarization import load_diarizer, torch_device
 from whisperx_assets.speech.frames import SEGMENT_DTYPES, StageFacts, facts_frame
 from whisperx_assets.speech.media import SAMPLE_RATE, MediaInfo, load_media
+from whisperx_assets.speech.speakers import SpeakerEncoder
 from whisperx_assets.speech.supplied import check_times, place_text, read_rttm, read_transcript
 from whisperx_assets.speech.transcribe import Transcriber, TranscriptResult
 
@@ -160,6 +161,19 @@ class SpeechEngine:
                            audio_seconds=duration, wall_seconds=time.perf_counter() - started,
                            speakers=int(turns["speaker"].nunique()))
         return DiarizationResult(turns, facts)
+
+    def speaker_encoder(self, config: SpeechConfig | None = None) -> SpeakerEncoder:
+        config = config or self.config
+        device = torch_device(config)
+        return self._model("speaker_encoder", (device,), lambda: SpeakerEncoder(device))
+
+    def speaker_embeddings(self, audio: np.ndarray, turns: pd.DataFrame, config: SpeechConfig | None = None):
+        """One embedding per diarized speaker of `audio` (`SpeakerEncoder.speakers`)."""
+        return self.speaker_encoder(config).speakers(audio, turns)
+
+    def voiceprint(self, clips: list[np.ndarray], config: SpeechConfig | None = None):
+        """A person's voiceprint from enrollment clips (`SpeakerEncoder.voiceprint`)."""
+        return self.speaker_encoder(config).voiceprint(clips)
 
     def combine(self, alignment: AlignmentResult, diarization: DiarizationResult) -> CombinedResult:
         return assign_speakers(alignment.segments, alignment.words, diarization.turns, alignment.facts.audio_seconds)

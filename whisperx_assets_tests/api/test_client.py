@@ -39,5 +39,5 @@ def test_a_store_on_another_machine_is_explained(recording, tmp_path, monkeypatc
     monkeypatch.setattr(client, "intake", lambda: {"source_roots": ["/srv/inbox"], "storage_url": "/srv/no-store"})
     with pytest.raises(Unreadable, match=r"talk.wav is outside the folders the deployment reads sources from "
                                          r"\(SOURCE_ROOTS: /srv/inbox\) and its store /srv/no-store is not reachable "
-                                         r"from here .*add its folder to SOURCE_ROOTS"):
+                                         r"from here: .*add its folder to SOURCE_ROOTS"):
         client.copy_in(recording)

@@ -23,22 +23,28 @@ def test_asset_graph():
     deps = {key.to_user_string(): sorted(p.to_user_string() for p in graph.get(key).parent_keys)
             for key in graph.get_all_asset_keys()}
     assert deps == {"media": [], "transcript": ["media"], "alignment": ["media", "transcript"],
-                    "diarization": ["media"], "combined": ["alignment", "diarization", "media"],
-                    "subtitles": ["combined"]}
+                    "diarization": ["media"], "speaker_embeddings": ["diarization", "media"],
+                    "speaker_names": ["speaker_embeddings", "voiceprints", "voices"],
+                    "combined": ["alignment", "diarization", "media", "speaker_names"],
+                    "subtitles": ["combined"], "voiceprints": [], "voices": ["speaker_embeddings"]}
     gpu = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).pools == {"gpu"}}
-    assert gpu == {"transcript", "alignment", "diarization"}
-    assert all(graph.get(k).partitions_def.name == "media_files" for k in graph.get_all_asset_keys())
+    assert gpu == {"transcript", "alignment", "diarization", "speaker_embeddings"}
+    partitioned = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).partitions_def}
+    assert partitioned == set(deps) - {"voiceprints", "voices"}
+    assert all(graph.get(k).partitions_def.name == "media_files" for k in graph.get_all_asset_keys()
+               if graph.get(k).partitions_def)
 
 
 def test_job_runs_in_one_process():
     job = defs.resolve_job_def("process_media")
     assert job.executor_def.name == "in_process"
-    assert {n.name for n in job.nodes} == {"media", "transcript", "alignment", "diarization", "combined", "subtitles"}
+    assert {n.name for n in job.nodes} == {"media", "transcript", "alignment", "diarization", "speaker_embeddings",
+                                           "speaker_names", "combined", "subtitles"}
 
 
-def test_sensor_on_by_default():
-    sensor = defs.resolve_sensor_def("media_inbox_sensor")
-    assert sensor.default_status.value == "RUNNING"
+def test_sensors_on_by_default():
+    for name in ("media_inbox_sensor", "speakers_sensor"):
+        assert defs.resolve_sensor_def(name).default_status.value == "RUNNING"
 
 
 def _validate(config_file: Path, tmp_path: Path) -> dict:

@@ -1,13 +1,16 @@
-"""Per-file assets, all partitioned by `media_files`: media -> transcript -> alignment -> combined -> subtitles,
-and media -> diarization -> combined."""
+"""The assets. Per file, all partitioned by `media_files`: media -> transcript -> alignment -> combined ->
+subtitles, and media -> diarization -> speaker_embeddings -> speaker_names -> combined. Over the collection:
+voiceprints (enrolled people) and voices (speakers across files), which speaker_names reads."""
 
 from whisperx_assets.defs.assets.exports import subtitles
 from whisperx_assets.defs.assets.ingest import media
+from whisperx_assets.defs.assets.speakers import speaker_embeddings, speaker_names, voiceprints, voices
 from whisperx_assets.defs.assets.speech import alignment, combined, diarization, transcript
 
-# The pipeline's assets, in the order of their stages.
-ASSETS = (media, transcript, alignment, diarization, combined, subtitles)
+# Each file's assets, in the order of their stages; then those over the whole collection.
+ASSETS = (media, transcript, alignment, diarization, speaker_embeddings, speaker_names, combined, subtitles)
 ASSET_NAMES = tuple(asset.key.to_user_string() for asset in ASSETS)
+COLLECTION_ASSETS = (voiceprints, voices)
 
 
 def with_downstream(names) -> list[str]:
@@ -28,4 +31,5 @@ def with_missing_upstream(names, materialized) -> list[str]:
     return [name for name in ASSET_NAMES if name in chosen]
 
 
-__all__ = ["ASSETS", "ASSET_NAMES", "with_downstream", "with_missing_upstream", "alignment", "combined", "diarization", "media", "subtitles", "transcript"]
+__all__ = ["ASSETS", "ASSET_NAMES", "COLLECTION_ASSETS", "with_downstream", "with_missing_upstream", "alignment", "combined", "diarization", "media", "speaker_embeddings", "speaker_names", "subtitles",
+           "transcript", "voiceprints", "voices"]

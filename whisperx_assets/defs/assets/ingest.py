@@ -34,11 +34,11 @@ class MediaSource(Config):
 
 
 def intake() -> dict[str, list[str] | str]:
-    """Where this code location reads sources from and stores inputs, resolved: the CLI reads it from the
-    definition's metadata to tell whether a file it submits must be copied in."""
+    """Where this code location reads sources from, stores inputs and keeps enrolled people, resolved: the CLI
+    reads it from the definition's metadata to tell whether a file it submits must be copied in, and where."""
     settings = PipelineSettings()
     return {"source_roots": [str(location(root)) for root in settings.readable_roots()],
-            "storage_url": str(location(settings.storage_url))}
+            "storage_url": str(location(settings.storage_url)), "speakers_dir": str(location(settings.speakers_dir))}
 
 
 @asset(partitions_def=media_files, code_version=code_version("media"), backfill_policy=BATCHES,

@@ -12,6 +12,7 @@ from whisperx_assets.speech.frames import StageFacts
 from whisperx_assets.inputs.store import StageOutput
 
 PREVIEW_ROWS = 10
+UNPREVIEWED = ("embedding",)  # 256 numbers per row tell a reader nothing
 DECIMALS = 3  # metadata floats shown to the millisecond / three decimals (the stored facts keep full precision)
 
 
@@ -36,7 +37,8 @@ def frame_metadata(frame: pd.DataFrame, **values) -> dict:
         "dagster/row_count": len(frame),
         "dagster/column_schema": TableSchema(columns=[TableColumn(name=str(c), type=str(t))
                                                       for c, t in frame.dtypes.items()]),
-        "preview": MetadataValue.md(frame.head(PREVIEW_ROWS).to_markdown(index=False) if len(frame) else "(no rows)"),
+        "preview": MetadataValue.md(frame.head(PREVIEW_ROWS).drop(columns=[c for c in UNPREVIEWED if c in frame])
+                                    .to_markdown(index=False) if len(frame) else "(no rows)"),
         **{name: readable(value) for name, value in values.items()},
     }
 

@@ -143,13 +143,16 @@ def diarization(context: AssetExecutionContext, config: SuppliedDiarization, med
 @asset(partitions_def=media_files, code_version=code_version("combined"), backfill_policy=BATCHES,
        group_name="speech", kinds={"whisperx", "parquet"}, check_specs=CHECK_SPECS["combined"])
 def combined(context: AssetExecutionContext, media: Frames, alignment: Frames, diarization: Frames,
-             storage: MediaStoreResource):
-    """The speaker-attributed transcript: every word and sentence with its speaker."""
+             speaker_names: Frames, storage: MediaStoreResource):
+    """The speaker-attributed transcript: every word and sentence with its speaker, as `speaker_names` calls it."""
 
     def combine(key: str, table: pd.DataFrame):
         segments, words = split_word_table(table)
         result = assign_speakers(segments, words, diarization[key], _duration(media[key]))
-        return stage_output(word_table(result.segments, result.words), result.facts)
+        labels = dict(zip(speaker_names[key]["speaker"], speaker_names[key]["label"]))
+        segments, words = (frame.assign(speaker=frame["speaker"].map(lambda s: labels.get(s, s)))
+                           for frame in (result.segments, result.words))
+        return stage_output(word_table(segments, words), result.facts)
 
     results = run_stage(context, "combined", alignment, combine, storage.store)
     tables = {key: record(context, key, out) for key, out in results.items()}

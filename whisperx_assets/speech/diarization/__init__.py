@@ -1,13 +1,14 @@
 """Speaker diarization: who spoke when, as the turns table of `speech.frames` (start, end, speaker).
 
-`load_diarizer` picks the backend: pyannote's pretrained pipeline (`pretrained`) when a token, a cached copy
-or a local folder makes it usable, else the `offline` pipeline, which needs no hub. Importing this package is
-cheap: torch, pyannote and resemblyzer load in `load_diarizer`.
+`resolve_diarization` picks the backend: pyannote's pretrained pipeline (`pretrained`) when a token, a cached
+copy or a local folder makes it usable, else the `offline` pipeline, which needs no hub; `load_diarizer` loads
+it. Importing this package is cheap: torch, pyannote and resemblyzer load in `load_diarizer`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -22,7 +23,8 @@ from whisperx_assets.speech.models import resolve_device
 OFFLINE_BACKEND = "offline:whisperx-segmentation+resemblyzer"
 PRETRAINED_PREFIX = "pyannote-pretrained:"
 
-__all__ = ["OFFLINE_BACKEND", "PRETRAINED_PREFIX", "Diarizer", "load_diarizer"]
+__all__ = ["OFFLINE_BACKEND", "PRETRAINED_PREFIX", "DiarizationChoice", "Diarizer", "load_diarizer",
+           "resolve_diarization", "torch_device"]
 
 
 @dataclass
@@ -81,7 +83,7 @@ def _turns(annotation) -> pd.DataFrame:
                         for start, end, label in tracks])
 
 
-def _torch_device(config: SpeechConfig) -> str:
+def torch_device(config: SpeechConfig) -> str:
     """torch's name for the configured device; CUDA asked for but missing fails here, before any model loads."""
     device, _ = resolve_device(config.device, "auto")
     if device == "cpu":
@@ -93,14 +95,53 @@ def _torch_device(config: SpeechConfig) -> str:
     return f"cuda:{config.device_index}"
 
 
-def load_diarizer(config: SpeechConfig) -> Diarizer:
-    """The pretrained pyannote pipeline when `pretrained.choose` finds it usable, else the offline one.
+@dataclass(frozen=True)
+class DiarizationChoice:
+    """The pipeline a configuration diarizes with (`resolve_diarization`)."""
 
-    If the chosen pipeline cannot load, `ModelUnavailableError` says how to fix it.
-    """
-    device = _torch_device(config)
-    chosen = pretrained.choose(config.diarization_model, config.hf_token)
-    if chosen is None:
-        return Diarizer(OFFLINE_BACKEND, device, offline.load(device), config)
-    source, token, name = chosen
-    return Diarizer(PRETRAINED_PREFIX + name, device, pretrained.load(source, device, token, name), config)
+    pipeline: str | None  # the pretrained pipeline DIARIZATION_MODEL names (a local one by its full path), if any
+    origin: str  # the pretrained one's: "local", "hub-cache" or "hub" (a download); "offline": the offline one runs
+    source: str | Path | None = None  # what pyannote loads: a folder or the hub id
+    token: str | None = None  # HF_TOKEN, where pyannote may ask the hub
+
+    @property
+    def backend(self) -> str:
+        return OFFLINE_BACKEND if self.origin == "offline" else PRETRAINED_PREFIX + self.pipeline
+
+
+def resolve_diarization(config: SpeechConfig, download: bool = True) -> DiarizationChoice:
+    """The pipeline `config` diarizes with, decided without loading one or touching the network. The pretrained
+    pipeline DIARIZATION_MODEL names comes from a local copy; else, with HF_TOKEN and `download`, from the hub
+    (pyannote fetches it unless cached); else from the Hugging Face cache. Otherwise the offline pipeline runs, so
+    without a token and without a cached or local copy nothing touches the network.
+
+    ModelUnavailableError: the pretrained pipeline is not here and HF_TOKEN would download it, which `download`
+    False refuses; or the offline pipeline's models are not installed."""
+    model = (config.diarization_model or "").strip()
+    if model.lower() in ("", "offline"):
+        model = None
+    else:
+        local = Path(model).expanduser()
+        if local.exists():  # a local copy of a pipeline (folder or config.yaml)
+            return DiarizationChoice(str(local), "local", local, config.hf_token)
+        if config.hf_token and download:
+            return DiarizationChoice(model, "hub", model, config.hf_token)
+        cached = pretrained.cached_pipeline(model)
+        if cached is not None:  # loaded from its folder, so pyannote has no reason to ask the hub
+            return DiarizationChoice(model, "hub-cache", cached)
+        if config.hf_token:
+            raise ModelUnavailableError(f"diarization model {model!r} is not cached: a run would download it with "
+                                        "HF_TOKEN (pre-place it in HF_HOME, or set DIARIZATION_MODEL=offline)")
+    offline.bundled_segmentation_path()
+    offline.voice_encoder_path()
+    return DiarizationChoice(model, "offline")
+
+
+def load_diarizer(config: SpeechConfig) -> Diarizer:
+    """The pipeline `resolve_diarization` chooses, loaded; if it cannot load, `ModelUnavailableError` says how to
+    fix it."""
+    device = torch_device(config)
+    choice = resolve_diarization(config)
+    run = (offline.load(device) if choice.origin == "offline"
+           else pretrained.load(choice.source, device, choice.token, choice.pipeline))
+    return Diarizer(choice.backend, device, run, config)

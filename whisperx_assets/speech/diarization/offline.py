@@ -24,17 +24,25 @@ def load(device: str) -> OfflineDiarization:
 
 
 def bundled_segmentation_path() -> Path:
-    """whisperX's copy of pyannote/segmentation (PyanNet, 3 local speakers per 5 s window).
+    """whisperX's copy of pyannote/segmentation (PyanNet, 3 local speakers per 5 s window)."""
+    return _installed_file("whisperx", "assets/pytorch_model.bin", "whisperx's bundled segmentation model "
+                           "(whisperx/assets/pytorch_model.bin): install whisperx==3.8.6")
 
-    Located without importing whisperx (its import costs seconds and pulls in the ASR stack).
-    """
+
+def voice_encoder_path() -> Path:
+    """Resemblyzer's voice encoder weights."""
+    return _installed_file("resemblyzer", "pretrained.pt", "resemblyzer with its pretrained.pt")
+
+
+def _installed_file(module: str, relative: str, needed: str) -> Path:
+    """A file of an installed package, located without importing it (whisperx's import costs seconds and pulls
+    in the ASR stack)."""
     from importlib.util import find_spec
 
-    spec = find_spec("whisperx")
-    path = Path(spec.origin).parent / "assets" / "pytorch_model.bin" if spec and spec.origin else None
+    spec = find_spec(module)
+    path = Path(spec.origin).parent / relative if spec and spec.origin else None
     if path is None or not path.is_file():
-        raise ModelUnavailableError("the offline diarization pipeline needs whisperx's bundled segmentation model "
-                                    "(whisperx/assets/pytorch_model.bin): install whisperx==3.8.6")
+        raise ModelUnavailableError(f"the offline diarization pipeline needs {needed}")
     return path
 
 

@@ -11,25 +11,6 @@ from whisperx_assets.speech.errors import ModelUnavailableError
 from whisperx_assets.speech.media import SAMPLE_RATE
 
 
-def choose(model: str | None, token: str | None) -> tuple[str | Path, str | None, str] | None:
-    """(source, token, name) of the pretrained pipeline to load, or None when only the offline one is usable.
-
-    Without a token and without a cached (or local-path) model nothing touches the network.
-    """
-    model = (model or "").strip()
-    if model.lower() in ("", "offline"):
-        return None
-    local = Path(model).expanduser()
-    if local.exists():  # a local copy of a pipeline (folder or config.yaml)
-        return local, token, str(local)
-    if token:
-        return model, token, model
-    cached = cached_pipeline(model)
-    if cached is not None:  # loaded from its folder, so pyannote has no reason to ask the hub
-        return cached, None, model
-    return None
-
-
 def cached_pipeline(repo_id: str, cache_dir: str | Path | None = None) -> Path | None:
     """Folder of `repo_id` in the Hugging Face cache (HF_HOME / HF_HUB_CACHE), or None; never networked."""
     if repo_id.count("/") != 1:

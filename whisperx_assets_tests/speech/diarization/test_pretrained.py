@@ -12,6 +12,7 @@ from whisperx_assets.speech.diarization import load_diarizer
 from whisperx_assets.speech.diarization.pretrained import cached_pipeline
 from whisperx_assets.speech.errors import ModelUnavailableError
 from whisperx_assets_tests.speech.diarization.test_diarizer import assert_turns_table
+from whisperx_assets_tests.speech.test_resolve import pre_place
 
 slow = pytest.mark.slow
 
@@ -39,12 +40,8 @@ def test_cached_pipeline_looks_only_at_the_local_cache(tmp_path):
 
 
 def test_cached_pipeline_finds_a_pre_placed_model(tmp_path):
-    repo = tmp_path / "models--someone--some-pipeline"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text("0123456789abcdef")
-    (repo / "snapshots" / "0123456789abcdef").mkdir(parents=True)
-    (repo / "snapshots" / "0123456789abcdef" / "config.yaml").write_text("pipeline: {}\n")
-    assert cached_pipeline("someone/some-pipeline", cache_dir=tmp_path) == repo / "snapshots" / "0123456789abcdef"
+    snapshot = pre_place(tmp_path, "someone/some-pipeline", "config.yaml")
+    assert cached_pipeline("someone/some-pipeline", cache_dir=tmp_path) == snapshot
 
 
 @slow

@@ -1,0 +1,135 @@
+"""Who is speaking, as assets over `whisperx_assets.speech.speakers`: per file `speaker_embeddings` and
+`speaker_names` (what `combined` calls each speaker); over the whole collection `voiceprints` (the people
+enrolled under SPEAKERS_DIR) and `voices` (speakers of different files that are one voice). The two collection
+tables are written to the store as Parquet (`collection/<name>.parquet`) and read by `speaker_names`, which
+depends on them without loading them as inputs: a file is named before anyone is enrolled too."""
+
+
+import time
+
+import pandas as pd
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, Output, asset
+
+from whisperx_assets.defs.assets.metadata import frame_metadata, record, stage_output
+from whisperx_assets.defs.assets.speech import GPU_POOL, Frames, _audio
+from whisperx_assets.defs.assets.versions import code_version
+from whisperx_assets.defs.jobs import BATCHES
+from whisperx_assets.defs.partitions import media_files
+from whisperx_assets.defs.resources import MediaStoreResource, WhisperXResource
+from whisperx_assets.defs.settings import PipelineSettings
+from whisperx_assets.defs.stage_guard import run_stage
+from whisperx_assets.inputs.enrollment import enrolled
+from whisperx_assets.inputs.sources import location
+from whisperx_assets.inputs.store import MediaStore
+from whisperx_assets.speech.errors import MediaError
+from whisperx_assets.speech.speakers import (EMBEDDING_MODEL, MEMBER_DTYPES, assign_voices, relabeled_partitions,
+                                             speaker_names as name_speakers, voices_from_members)
+
+VOICEPRINT_COLUMNS = ["name", "clips", "seconds", "voice_ids", "embedding"]
+MEMBER_COLUMNS = [*MEMBER_DTYPES, "embedding"]
+
+
+@asset(partitions_def=media_files, code_version=code_version("speaker_embeddings"), backfill_policy=BATCHES,
+       pool=GPU_POOL, group_name="speech", kinds={"resemblyzer", "parquet"})
+def speaker_embeddings(context: AssetExecutionContext, media: Frames, diarization: Frames,
+                       whisperx: WhisperXResource, storage: MediaStoreResource):
+    """One voice embedding per diarized speaker, from the stretches where it talks alone."""
+
+    def embed(key: str, turns: pd.DataFrame):
+        started = time.perf_counter()
+        frame = whisperx.engine.speaker_embeddings(_audio(whisperx, media[key]), turns)
+        return stage_output(frame, model=EMBEDDING_MODEL, speakers=len(frame),
+                            embedded=int(frame["embedding"].notna().sum()), wall_seconds=time.perf_counter() - started)
+
+    results = run_stage(context, "speaker_embeddings", diarization, embed, storage.store, whisperx.free_memory)
+    return Output({key: record(context, key, out) for key, out in results.items()})
+
+
+def collection(store: MediaStore, name: str, columns: list[str]) -> pd.DataFrame:
+    table = store.read_collection(name)
+    return pd.DataFrame(columns=columns) if table is None else table
+
+
+def voice_names(voiceprints: pd.DataFrame) -> dict[str, str]:
+    """{voice id: the person it was named after}."""
+    return {voice: name for name, ids in zip(voiceprints["name"], voiceprints["voice_ids"])
+            for voice in (ids.split(",") if ids else [])}
+
+
+@asset(partitions_def=media_files, code_version=code_version("speaker_names"), backfill_policy=BATCHES,
+       group_name="speech", kinds={"parquet"}, deps=["voiceprints", "voices"])
+def speaker_names(context: AssetExecutionContext, speaker_embeddings: Frames, storage: MediaStoreResource):
+    """What to call each speaker of the file: the enrolled person whose voiceprint it matches, else the person its
+    cross-file voice is named after, else that voice's id when other files have it too, else its diarized label."""
+    store = storage.store
+    prints = collection(store, "voiceprints", VOICEPRINT_COLUMNS)
+    members = collection(store, "voices", MEMBER_COLUMNS)
+    names = voice_names(prints)
+
+    def name(key: str, embeddings: pd.DataFrame):
+        frame = name_speakers(embeddings, key, prints, members, names)
+        return stage_output(frame, named=int(frame["name"].notna().sum()),
+                            labels=", ".join(f"{s}={label}" for s, label in zip(frame["speaker"], frame["label"])))
+
+    results = run_stage(context, "speaker_names", speaker_embeddings, name, store)
+    return Output({key: record(context, key, out) for key, out in results.items()})
+
+
+@asset(group_name="speakers", code_version=code_version("voiceprints"), kinds={"resemblyzer", "parquet"})
+def voiceprints(context: AssetExecutionContext, whisperx: WhisperXResource,
+                storage: MediaStoreResource) -> MaterializeResult:
+    """The people enrolled under SPEAKERS_DIR, a voiceprint each from their clips, and the voices named after
+    them. A clip that cannot be decoded is left out and named in the metadata."""
+    rows, refused = [], {}
+    for person, found in enrolled(location(PipelineSettings().speakers_dir)).items():
+        clips = []
+        for clip in found.clips:
+            try:
+                clips.append(whisperx.load_audio(clip)[1])
+            except MediaError as exc:
+                refused[str(clip)] = exc.reason
+                context.log.warning(f"voiceprint of {person}: {exc}")
+        vector, seconds = whisperx.engine.voiceprint(clips) if clips else (None, 0.0)
+        rows.append({"name": person, "clips": len(clips), "seconds": seconds, "voice_ids": ",".join(found.voices),
+                     "embedding": None if vector is None else vector.tolist()})
+    frame = pd.DataFrame(rows, columns=VOICEPRINT_COLUMNS).astype(
+        {"name": "string", "clips": "int64", "seconds": "float64", "voice_ids": "string"})
+    path = storage.store.write_collection("voiceprints", frame)
+    return MaterializeResult(metadata={"path": MetadataValue.path(str(path)), "refused_clips": refused,
+                                       **frame_metadata(frame)})
+
+
+@asset(group_name="speakers", code_version=code_version("voices"), kinds={"parquet"}, deps=[speaker_embeddings])
+def voices(context: AssetExecutionContext, storage: MediaStoreResource) -> MaterializeResult:
+    """Speakers of different files that are one voice, under one stable id (VOICE_0007). Each refresh adds the
+    files embedded since the last one (existing members keep their voice) and drops deleted files."""
+    store = storage.store
+    before = collection(store, "voices", MEMBER_COLUMNS)
+    keys = set(store.keys_with("speaker_embeddings"))
+    kept = before[before["partition"].isin(keys)]
+    added = sorted(keys - set(kept["partition"]))
+    new = [store.read_output("speaker_embeddings", key).frame.assign(partition=key) for key in added]
+    new = pd.concat(new, ignore_index=True) if new else pd.DataFrame(columns=["partition", "speaker", "embedding"])
+    result = assign_voices(voices_from_members(kept), new)
+    embeddings = pd.concat([kept[["partition", "speaker", "embedding"]], new[["partition", "speaker", "embedding"]]],
+                           ignore_index=True)
+    members = result.members.merge(embeddings, on=["partition", "speaker"], how="left")[MEMBER_COLUMNS]
+    path = store.write_collection("voices", members)
+    prints = collection(store, "voiceprints", VOICEPRINT_COLUMNS)
+    relabel = relabeled_partitions(before, members, set(voice_names(prints)))
+    files = members.groupby("voice_id")["partition"].nunique() if len(members) else pd.Series(dtype="int64")
+    return MaterializeResult(metadata={
+        "path": MetadataValue.path(str(path)), "voices": int(files.size), "recurring_voices": int((files > 1).sum()),
+        "members": len(members), "added_files": len(added), "dropped_files": int(before["partition"].nunique()
+                                                                                 - kept["partition"].nunique()),
+        "relabel": MetadataValue.json(relabel), **frame_metadata(members)})
+
+
+def forget_voices(store: MediaStore, keys: list[str]) -> int:
+    """Remove the speakers of the partitions `keys` (being deleted) from the voices table now, not at its next
+    refresh: their embeddings are personal data. How many were removed."""
+    members = store.read_collection("voices")
+    if members is None or not members["partition"].isin(keys).any():
+        return 0
+    store.write_collection("voices", members[~members["partition"].isin(keys)])
+    return int(members["partition"].isin(keys).sum())
