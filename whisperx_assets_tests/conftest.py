@@ -114,12 +114,19 @@ def s3(s3_service, monkeypatch) -> str:
 @pytest.fixture(scope="session")
 def standin(tmp_path_factory):
     """(deployment, instance): a real webserver and daemon on the stand-in engine (`standin.py`), for tests of
-    the orchestration around a partition (callbacks to local addresses allowed). Tests may restart it."""
+    the orchestration around a partition (callbacks to local addresses allowed). Tests may restart it. Ready
+    once `speakers_sensor` has made the first (empty) voiceprints, so files processed in tests come after it."""
+    from dagster import AssetKey
+
     from whisperx_assets.evaluation.servers import Deployment, running
+    from whisperx_assets_tests.test_faults import wait_for
 
     with running(Deployment(tmp_path_factory.mktemp("standin"),
                             env={"FETCH_ALLOW_PRIVATE_ADDRESSES": "1", "CALLBACK_DAGSTER_URL": "http://ui.test"},
                             workspace="whisperx_assets_tests/standin_workspace.yaml")) as started:
+        deployment, instance = started
+        wait_for(lambda: instance.fetch_materializations(AssetKey("voiceprints"), limit=1).records, 120,
+                 "first voiceprints", deployment)
         yield started
 
 

@@ -21,6 +21,7 @@ from upath import UPath
 from whisperx_assets.defs.assets import ASSET_NAMES, with_missing_upstream
 from whisperx_assets.defs.jobs import RANGE_END, RANGE_START, process_media_job, run_keys
 from whisperx_assets.defs.partitions import media_files
+from whisperx_assets.defs.speakers import RELABEL_TAG
 from whisperx_assets.inputs.sources import Source, identify, is_url, location, within
 from whisperx_assets.inputs.store import MediaStore
 
@@ -464,15 +465,15 @@ class WhisperXClient(DagsterGraphQLClient):
         return self.run(max(runs, key=lambda r: r["creationTime"])["runId"]) if runs else None
 
     def partition_runs(self, key: str, limit: int = 1000) -> list[dict]:
-        """Runs covering partition `key`, newest first, tags as a dict: all of its own, and the batch runs over
-        it among the latest `limit` runs."""
+        """Runs processing partition `key`, newest first, tags as a dict: all of its own, and the batch runs over
+        it among the latest `limit` runs (not the runs that only re-name its speakers)."""
         data = self.query(PARTITION_RUNS, {"key": key, "limit": limit})
         order = (data.get("assetNodeOrError") or {}).get("partitionKeys") or []
         position = {k: i for i, k in enumerate(order)}
         runs = {}
         for run in (data["tagged"].get("results") or []) + (data["recent"].get("results") or []):
             tags = tag_dict(run["tags"])
-            if key in run_keys(tags, order, position):
+            if key in run_keys(tags, order, position) and RELABEL_TAG not in tags:
                 runs[run["runId"]] = {**run, "tags": tags}
         return sorted(runs.values(), key=lambda r: r["creationTime"], reverse=True)
 

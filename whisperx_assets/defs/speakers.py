@@ -14,6 +14,7 @@ from dagster import (AssetKey, AssetSelection, DefaultSensorStatus, RunRequest, 
                      define_asset_job, sensor)
 
 from whisperx_assets.defs.assets import COLLECTION_ASSETS
+from whisperx_assets.defs.assets.speakers import voiceprints_version
 from whisperx_assets.defs.jobs import batches, process_media_job, process_media_request
 from whisperx_assets.defs.partitions import media_files
 from whisperx_assets.defs.settings import PipelineSettings
@@ -25,6 +26,7 @@ refresh_speakers_job = define_asset_job(
     description="Rebuild the voiceprints of the enrolled people, or the voices shared across files.")
 
 RELABELED = [AssetKey(name) for name in ("speaker_names", "combined", "subtitles")]
+RELABEL_TAG = "whisperx_assets/relabel"  # on the runs that re-name files: what changed
 
 
 def latest(instance, asset: str):
@@ -52,7 +54,7 @@ def relabel_requests(keys: set[str], order: list[str], why: str, settings: Pipel
     for run in contiguous_runs(keys, order):
         for batch in batches(run, settings.batch_max_files):
             requests.append(process_media_request(batch, run_key=f"relabel-{why}-{batch[0]}-{len(batch)}",
-                                                  tags={"whisperx_assets/relabel": why}, asset_selection=RELABELED))
+                                                  tags={RELABEL_TAG: why}, asset_selection=RELABELED))
     return requests
 
 
@@ -78,10 +80,13 @@ def speakers_sensor(context: SensorEvaluationContext):
     order = instance.get_dynamic_partitions(media_files.name)
     named = latest(instance, "voiceprints")
     if named is not None and named.storage_id > cursor.get("voiceprints", 0):
-        if "voiceprints" in cursor:  # the first refresh names nothing that was named before
+        # the names change only if the enrollment does (before the first refresh, nobody was enrolled)
+        if named.asset_materialization.tags.get("dagster/data_version") != \
+                cursor.get("voiceprints_version", voiceprints_version([])):
             done = instance.get_materialized_partitions(AssetKey("speaker_names"))
             requests += relabel_requests(set(done), order, f"voiceprints-{named.storage_id}", settings)
         cursor["voiceprints"] = named.storage_id
+        cursor["voiceprints_version"] = named.asset_materialization.tags.get("dagster/data_version")
     grouped = latest(instance, "voices")
     if grouped is not None and grouped.storage_id > cursor.get("voices", 0):
         metadata = grouped.asset_materialization.metadata

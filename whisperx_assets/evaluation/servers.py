@@ -146,11 +146,12 @@ class Deployment:
     (SIGKILL), and started again on the same instance, port and folders."""
 
     def __init__(self, root: Path, env: dict | None = None, workspace: str = "workspace.yaml"):
-        """`env` may point INBOX_URL and STORAGE_URL elsewhere (a bucket); by default they are folders under
-        `root`. `inbox` and `storage` are where they point, as paths (UPath for a bucket)."""
+        """`env` may point INBOX_URL and STORAGE_URL elsewhere (a bucket); by default they, and SPEAKERS_DIR, are
+        folders under `root`. `inbox` and `storage` are where they point, as paths (UPath for a bucket)."""
         self.root, self.home = root, root / "home"
         self.env = {**os.environ, "DAGSTER_HOME": str(self.home), "INBOX_URL": str(root / "inbox"),
-                    "STORAGE_URL": str(root / "storage"), "SENSOR_INTERVAL": "2", "SENSOR_SETTLE_SECONDS": "1",
+                    "STORAGE_URL": str(root / "storage"), "SPEAKERS_DIR": str(root / "speakers"),
+                    "SENSOR_INTERVAL": "2", "SENSOR_SETTLE_SECONDS": "1",
                     "PYANNOTE_METRICS_ENABLED": "0", **(env or {})}
         with environment(self.env):  # an object store's client reads its endpoint and keys from there
             self.inbox, self.storage = location(self.env["INBOX_URL"]), location(self.env["STORAGE_URL"])

@@ -3,6 +3,7 @@ webserver and daemon (the shared `deployment`), URL inputs, and the failure path
 
 import http.server
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -47,7 +48,9 @@ def test_submit_and_wait(deployment, submitted):
     [run] = data
     assert run["status"] == "SUCCESS" and run["partition"].startswith("team-meeting-q3-notes12-")
     words = pd.read_parquet(storage / "combined" / f"{run['partition']}.parquet")
-    assert set(words["speaker"].dropna()) == {"SPEAKER_00", "SPEAKER_01"}
+    # two speakers, by their diarized labels, or by voice ids once other files of the session share their voices
+    speakers = set(words["speaker"].dropna())
+    assert len(speakers) == 2 and all(re.fullmatch(r"SPEAKER_\d\d|VOICE_\d{4}", s) for s in speakers), speakers
     assert "transcript: success" in err  # per-stage progress lines
 
 

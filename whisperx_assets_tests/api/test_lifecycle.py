@@ -51,8 +51,8 @@ def test_changing_the_aligner_makes_alignment_and_what_follows_stale(standin, tm
     wait_for(lambda: materializations(instance, "subtitles", key) == 2, 120, "stale assets re-run", deployment)
     wait_for(lambda: client.stale_partitions() == {}, 30, "nothing stale", deployment)
     counts = {a: materializations(instance, a, key) for a in ASSET_NAMES}
-    assert counts == {"media": 1, "transcript": 1, "diarization": 1, "alignment": 2, "combined": 2,
-                      "subtitles": 2}, counts
+    assert counts == {"media": 1, "transcript": 1, "diarization": 1, "speaker_embeddings": 1, "speaker_names": 1,
+                      "alignment": 2, "combined": 2, "subtitles": 2}, counts
 
 
 def test_delete_removes_the_partition_its_files_and_history(standin, tmp_path):
@@ -62,7 +62,7 @@ def test_delete_removes_the_partition_its_files_and_history(standin, tmp_path):
         AssetRecordsFilter(asset_key=AssetKey("combined"), asset_partitions=[gone]), limit=10).records}
     code, data, err = cli(deployment.url, "delete", gone)
     assert code == 0, err
-    assert len(data["removed"][gone]) == 9  # source, input, 6 outputs (subtitles' file list too), subtitles folder
+    assert len(data["removed"][gone]) == 11  # source, input, 8 outputs (subtitles' file list too), subtitles folder
     store = MediaStore(deployment.storage)
     assert not [p for p in store.root.rglob("*") if gone in p.name]
     assert [p for p in store.root.rglob("*") if kept in p.name]
@@ -111,8 +111,8 @@ def test_submit_stages_runs_those_and_what_they_lack(standin, tmp_path):
     again = submit("diarization")  # asked for again: run again, the rest stays as it was
     assert set(again["steps"]) == {"diarization"}
     counts = {a: materializations(instance, a, key) for a in ASSET_NAMES}
-    assert counts == {"media": 1, "transcript": 1, "alignment": 1, "diarization": 2, "combined": 0,
-                      "subtitles": 0}, counts
+    assert counts == {"media": 1, "transcript": 1, "alignment": 1, "diarization": 2, "speaker_embeddings": 0,
+                      "speaker_names": 0, "combined": 0, "subtitles": 0}, counts
     code, data, err = cli(deployment.url, "submit", path, "--stages", "transcript,subtitle")
     assert code == 2 and "comma-separated list of media,transcript" in err, (data, err)
 

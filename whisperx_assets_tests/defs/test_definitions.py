@@ -24,7 +24,7 @@ def test_asset_graph():
             for key in graph.get_all_asset_keys()}
     assert deps == {"media": [], "transcript": ["media"], "alignment": ["media", "transcript"],
                     "diarization": ["media"], "speaker_embeddings": ["diarization", "media"],
-                    "speaker_names": ["speaker_embeddings", "voiceprints", "voices"],
+                    "speaker_names": ["speaker_embeddings", "voiceprints"],
                     "combined": ["alignment", "diarization", "media", "speaker_names"],
                     "subtitles": ["combined"], "voiceprints": [], "voices": ["speaker_embeddings"]}
     gpu = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).pools == {"gpu"}}

@@ -48,6 +48,9 @@ def filled(instance, tmp_path):
             instance.report_runless_asset_event(AssetMaterialization(asset, partition=key))
         store.subtitles_dir(key).mkdir(parents=True)
         (store.subtitles_dir(key) / f"{key}.srt").write_text("1\n")
+    store.write_collection("voices", pd.DataFrame({"partition": [GONE, KEPT], "speaker": ["SPEAKER_00"] * 2,
+                                                   "voice_id": ["VOICE_0001"] * 2, "similarity": [1.0] * 2,
+                                                   "embedding": [[1.0, 0.0]] * 2}))
     yield instance, store
 
 
@@ -73,6 +76,7 @@ def test_delete_removes_everything_of_the_partition_and_nothing_else(filled):
     assert instance.get_dynamic_partitions(media_files.name) == [KEPT]
     assert history(instance, GONE) == 0 and history(instance, KEPT) == 2
     assert len([p for p in store.root.rglob("*") if KEPT in p.name]) == 6
+    assert list(store.read_collection("voices")["partition"]) == [KEPT]  # its voice embeddings go at once
     assert delete(instance, store, [GONE]).success is False  # no such partition any more: said so
 
 

@@ -1,14 +1,21 @@
 """Who is speaking, as assets over `whisperx_assets.speech.speakers`: per file `speaker_embeddings` and
 `speaker_names` (what `combined` calls each speaker); over the whole collection `voiceprints` (the people
 enrolled under SPEAKERS_DIR) and `voices` (speakers of different files that are one voice). The two collection
-tables are written to the store as Parquet (`collection/<name>.parquet`) and read by `speaker_names`, which
-depends on them without loading them as inputs: a file is named before anyone is enrolled too."""
+tables are written to the store as Parquet (`collection/<name>.parquet`) and read by `speaker_names` (not
+loaded as inputs: a file is named before anyone is enrolled too).
+
+`speaker_names` declares its dependency on `voiceprints`, whose data version is its content: an enrollment change
+makes every file's names stale, as it should. It reads `voices` without declaring it: that table changes with
+every file added, but only the files whose voices now recur are named differently (`speakers_sensor` re-names
+those), so Dagster's staleness, which cannot see that, would mark every file stale each time."""
 
 
+import hashlib
+import json
 import time
 
 import pandas as pd
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, Output, asset
 
 from whisperx_assets.defs.assets.metadata import frame_metadata, record, stage_output
 from whisperx_assets.defs.assets.speech import GPU_POOL, Frames, _audio
@@ -57,7 +64,7 @@ def voice_names(voiceprints: pd.DataFrame) -> dict[str, str]:
 
 
 @asset(partitions_def=media_files, code_version=code_version("speaker_names"), backfill_policy=BATCHES,
-       group_name="speech", kinds={"parquet"}, deps=["voiceprints", "voices"])
+       group_name="speech", kinds={"parquet"}, deps=["voiceprints"])
 def speaker_names(context: AssetExecutionContext, speaker_embeddings: Frames, storage: MediaStoreResource):
     """What to call each speaker of the file: the enrolled person whose voiceprint it matches, else the person its
     cross-file voice is named after, else that voice's id when other files have it too, else its diarized label."""
@@ -96,7 +103,14 @@ def voiceprints(context: AssetExecutionContext, whisperx: WhisperXResource,
         {"name": "string", "clips": "int64", "seconds": "float64", "voice_ids": "string"})
     path = storage.store.write_collection("voiceprints", frame)
     return MaterializeResult(metadata={"path": MetadataValue.path(str(path)), "refused_clips": refused,
-                                       **frame_metadata(frame)})
+                                       **frame_metadata(frame)}, data_version=DataVersion(voiceprints_version(rows)))
+
+
+def voiceprints_version(rows: list[dict]) -> str:
+    """The enrollment's content as a short id (the `voiceprints` data version): same people, clips' voiceprints
+    and named voices, same id."""
+    content = [[r["name"], r["voice_ids"], r["embedding"] and [round(x, 5) for x in r["embedding"]]] for r in rows]
+    return hashlib.sha256(json.dumps(content).encode()).hexdigest()[:16]
 
 
 @asset(group_name="speakers", code_version=code_version("voices"), kinds={"parquet"}, deps=[speaker_embeddings])
