@@ -54,6 +54,7 @@ def inprocess(paths: list[str]) -> dict:
     from dagster import DagsterInstance
 
     from whisperx_assets.definitions import defs, storage_url
+    from whisperx_assets.defs.assets import ASSET_NAMES
     from whisperx_assets.defs.jobs import RANGE_END, RANGE_START
     from whisperx_assets.defs.partitions import media_files
     from whisperx_assets.inputs.sources import identify
@@ -73,7 +74,7 @@ def inprocess(paths: list[str]) -> dict:
         result = job.execute_in_process(instance=instance, tags={RANGE_START: keys[0], RANGE_END: keys[-1]})
         wall = time.perf_counter() - started
     done = {(e.asset_key.to_user_string(), e.partition) for e in result.get_asset_materialization_events()}
-    missing = {(asset.key.to_user_string(), key) for asset in defs.assets for key in keys} - done
+    missing = {(name, key) for name in ASSET_NAMES for key in keys} - done
     if missing:
         raise RuntimeError(f"process_media did not materialize {sorted(missing)}")
     return {"files": [outputs(storage_url, source.key, path) for source, path in zip(sources, paths)], "wall": wall}

@@ -84,10 +84,13 @@ def sample_transcript(engine, sample_audio):
 
 @pytest.fixture(scope="session")
 def deployment(tmp_path_factory):
-    """(url, inbox, storage, root) of a running webserver + daemon, shared by the end-to-end tests."""
+    """(url, inbox, storage, root) of a running webserver + daemon, shared by the end-to-end tests. Runs may
+    read sources from the inbox and from `root/library` (SOURCE_ROOTS)."""
     from whisperx_assets.evaluation.servers import deployment as start_deployment
 
-    with start_deployment(tmp_path_factory.mktemp("deployment")) as running:
+    root = tmp_path_factory.mktemp("deployment")
+    (root / "library").mkdir()
+    with start_deployment(root, env={"SOURCE_ROOTS": f"{root / 'inbox'},{root / 'library'}"}) as running:
         yield running
 
 
@@ -122,7 +125,8 @@ def standin(tmp_path_factory):
     from whisperx_assets_tests.test_faults import wait_for
 
     with running(Deployment(tmp_path_factory.mktemp("standin"),
-                            env={"FETCH_ALLOW_PRIVATE_ADDRESSES": "1", "CALLBACK_DAGSTER_URL": "http://ui.test"},
+                            env={"FETCH_ALLOW_PRIVATE_ADDRESSES": "1", "CALLBACK_DAGSTER_URL": "http://ui.test",
+                                 "VOICES_REFRESH_SECONDS": "0"},
                             workspace="whisperx_assets_tests/standin_workspace.yaml")) as started:
         deployment, instance = started
         wait_for(lambda: instance.fetch_materializations(AssetKey("voiceprints"), limit=1).records, 120,

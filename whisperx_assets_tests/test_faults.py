@@ -77,11 +77,12 @@ def wait_for(predicate, timeout: float, what: str, deployment: Deployment, poll:
 
 
 def runs_for(instance: DagsterInstance, key: str) -> list:
-    """Every run of the job that covers partition `key` (single or range), oldest first."""
+    """Every run of the job that processes partition `key` (single or range), oldest first: not the runs that only
+    re-name its speakers."""
     order = instance.get_dynamic_partitions(media_files.name)
     position = {k: i for i, k in enumerate(order)}
     return [run for run in instance.get_runs(filters=RunsFilter(job_name="process_media"))
-            if key in run_keys(run.tags, order, position)][::-1]
+            if key in run_keys(run.tags, order, position) and RELABEL_TAG not in run.tags][::-1]
 
 
 def step_running(instance: DagsterInstance, key: str, step: str):

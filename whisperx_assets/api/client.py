@@ -460,9 +460,13 @@ class WhisperXClient(DagsterGraphQLClient):
             cursor = page["cursor"]
 
     def latest_run_for_partition(self, key: str) -> dict | None:
-        runs = [node["latestRunForPartition"] for node in self.query(LATEST_RUN_FOR_PARTITION, {"key": key})["assetNodes"]
-                if node["latestRunForPartition"]]
-        return self.run(max(runs, key=lambda r: r["creationTime"])["runId"]) if runs else None
+        """The latest run that processed partition `key` (a batch run too); a run that only re-named its speakers
+        when no other is left."""
+        runs = {node["latestRunForPartition"]["runId"]: node["latestRunForPartition"]["creationTime"]
+                for node in self.query(LATEST_RUN_FOR_PARTITION, {"key": key})["assetNodes"]
+                if node["latestRunForPartition"]}
+        details = [self.run(run_id) for run_id in sorted(runs, key=runs.get, reverse=True)]
+        return next((run for run in details if RELABEL_TAG not in run["tags"]), details[0] if details else None)
 
     def partition_runs(self, key: str, limit: int = 1000) -> list[dict]:
         """Runs processing partition `key`, newest first, tags as a dict: all of its own, and the batch runs over

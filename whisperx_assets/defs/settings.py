@@ -19,6 +19,9 @@ class PipelineSettings(EnvSettings):
     inbox_url: str = Field("media/inbox", description="folder or object store prefix watched by media_inbox_sensor")
     speakers_dir: str = Field("media/speakers", description="enrolled people: a folder (or object store prefix) "
                               "per person holding voice clips; watched by speakers_sensor")
+    voices_refresh_seconds: float = Field(300.0, ge=0, description="least seconds between two refreshes of "
+                                          "`voices` while files keep arriving (each refresh reads the files "
+                                          "embedded since the last, in a run of its own)")
     source_roots: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="folders or object store prefixes a run may read a local or object source from, "
         "comma-separated (unset: the inbox); a source elsewhere is refused, the CLI copies it into the store")

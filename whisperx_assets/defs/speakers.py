@@ -9,9 +9,10 @@ those ids (a few dozen bytes)."""
 
 
 import json
+import time
 
-from dagster import (AssetKey, AssetSelection, DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult,
-                     define_asset_job, sensor)
+from dagster import (AssetKey, AssetSelection, DagsterRunStatus, DefaultSensorStatus, RunRequest, RunsFilter,
+                     SensorEvaluationContext, SensorResult, define_asset_job, sensor)
 
 from whisperx_assets.defs.assets import COLLECTION_ASSETS
 from whisperx_assets.defs.assets.speakers import voiceprints_version
@@ -27,6 +28,8 @@ refresh_speakers_job = define_asset_job(
 
 RELABELED = [AssetKey(name) for name in ("speaker_names", "combined", "subtitles")]
 RELABEL_TAG = "whisperx_assets/relabel"  # on the runs that re-name files: what changed
+UNFINISHED = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+              DagsterRunStatus.STARTED]
 
 
 def latest(instance, asset: str):
@@ -72,10 +75,14 @@ def speakers_sensor(context: SensorEvaluationContext):
                                    asset_selection=[AssetKey("voiceprints")]))
         cursor["enrollment"] = enrollment
     embedded = latest(instance, "speaker_embeddings")
-    if embedded is not None and embedded.storage_id > cursor.get("embedded", 0):
+    # One refresh at a time, and not more often than VOICES_REFRESH_SECONDS: a burst of files is grouped by a few
+    # refreshes instead of one per finished run, each a run process competing with the burst's.
+    if embedded is not None and embedded.storage_id > cursor.get("embedded", 0) and \
+            time.time() - cursor.get("voices_requested", 0) >= settings.voices_refresh_seconds and \
+            not instance.get_runs(RunsFilter(job_name=refresh_speakers_job.name, statuses=UNFINISHED), limit=1):
         requests.append(RunRequest(run_key=f"voices-{embedded.storage_id}", job_name=refresh_speakers_job.name,
                                    asset_selection=[AssetKey("voices")]))
-        cursor["embedded"] = embedded.storage_id
+        cursor.update(embedded=embedded.storage_id, voices_requested=time.time())
 
     order = instance.get_dynamic_partitions(media_files.name)
     named = latest(instance, "voiceprints")

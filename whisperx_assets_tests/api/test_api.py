@@ -95,11 +95,13 @@ mutation ($key: String!) {
 
 
 def test_raw_graphql(deployment, sample):
-    """What the README's curl examples do: add a partition, launch the job for it, poll its status."""
+    """What the README's curl examples do: add a partition, launch the job for it (naming a file in a folder of
+    SOURCE_ROOTS), poll its status."""
     url, inbox, storage, root = deployment
     from whisperx_assets.inputs.sources import identify
 
-    source = identify(sample.path)
+    shutil.copy(sample.path, root / "library" / "sample.wav")
+    source = identify(root / "library" / "sample.wav")
     key = source.key
     assert graphql(url, ADD, {"key": key})["addDynamicPartition"]["__typename"] == "AddDynamicPartitionSuccess"
     assert graphql(url, ADD, {"key": key})["addDynamicPartition"]["__typename"] == "DuplicateDynamicPartitionError"
