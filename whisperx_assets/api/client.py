@@ -286,6 +286,7 @@ class WhisperXClient(DagsterGraphQLClient):
                          timeout=timeout, path_prefix=parts.path.rstrip("/"))
         self.selector = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}
         self.url = f"{parts.scheme}://{parts.netloc}{parts.path}"
+        self._intake: dict | None = None
 
     def query(self, document: str, variables: dict | None = None) -> dict:
         """Run a GraphQL document; the `NAMES` it declares as variables are filled in."""
@@ -357,9 +358,12 @@ class WhisperXClient(DagsterGraphQLClient):
         return Submission(source, key, run_id, copied_to=copied_to)
 
     def intake(self) -> dict:
-        """Where the deployment reads sources from and stores inputs (the `media` asset's `intake` metadata)."""
-        entries = self.query(INTAKE)["assetNodeOrError"].get("metadataEntries") or []
-        return next(json.loads(e["jsonString"]) for e in entries if e["label"] == "intake")
+        """Where the deployment reads sources from and stores inputs (the `media` asset's `intake` metadata); asked
+        once per client, as a command submitting many files would otherwise ask per file."""
+        if self._intake is None:
+            entries = self.query(INTAKE)["assetNodeOrError"].get("metadataEntries") or []
+            self._intake = next(json.loads(e["jsonString"]) for e in entries if e["label"] == "intake")
+        return self._intake
 
     def speakers_dir(self) -> UPath:
         """The deployment's SPEAKERS_DIR, when this machine reaches its store (`Unreadable` if not)."""

@@ -18,7 +18,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, Output, asset
 
 from whisperx_assets.defs.assets.metadata import frame_metadata, record, stage_output
-from whisperx_assets.defs.assets.speech import GPU_POOL, Frames, _audio
+from whisperx_assets.defs.assets.speech import GPU_POOL, Frames, media_audio
 from whisperx_assets.defs.assets.versions import code_version
 from whisperx_assets.defs.jobs import BATCHES
 from whisperx_assets.defs.partitions import media_files
@@ -44,7 +44,7 @@ def speaker_embeddings(context: AssetExecutionContext, media: Frames, diarizatio
 
     def embed(key: str, turns: pd.DataFrame):
         started = time.perf_counter()
-        frame = whisperx.engine.speaker_embeddings(_audio(whisperx, media[key]), turns)
+        frame = whisperx.engine.speaker_embeddings(media_audio(whisperx, media[key]), turns)
         return stage_output(frame, model=EMBEDDING_MODEL, speakers=len(frame),
                             embedded=int(frame["embedding"].notna().sum()), wall_seconds=time.perf_counter() - started)
 

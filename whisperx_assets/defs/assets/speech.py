@@ -28,7 +28,8 @@ GPU_POOL = "gpu"
 Frames = dict[str, pd.DataFrame]
 
 
-def _audio(whisperx: WhisperXResource, media: pd.DataFrame):
+def media_audio(whisperx: WhisperXResource, media: pd.DataFrame):
+    """The decoded audio of a partition's stored input copy (its `media` row)."""
     return whisperx.load_audio(location(media["stored_path"].iloc[0]))[1]
 
 
@@ -86,9 +87,9 @@ def transcript(context: AssetExecutionContext, config: SuppliedTranscript, media
     def transcribe(key: str, m: pd.DataFrame):
         if key in given:
             name, text = storage.store.supplied(key, "transcript")
-            result = whisperx.engine.supplied_transcript(name, text, _audio(whisperx, m))
+            result = whisperx.engine.supplied_transcript(name, text, media_audio(whisperx, m))
             return stage_output(result.segments, result.facts, origin=origin(name))
-        result = whisperx.engine.transcribe(_audio(whisperx, m))
+        result = whisperx.engine.transcribe(media_audio(whisperx, m))
         coverage = result.coverage
         return stage_output(result.segments, result.facts, origin=origin(None), speech_regions=coverage.regions,
                             speech_recovered=spans_text(coverage.recovered), speech_missing=spans_text(coverage.missing))
@@ -108,7 +109,7 @@ def alignment(context: AssetExecutionContext, media: Frames, transcript: Frames,
     def align(key: str, segments: pd.DataFrame):
         if segments.empty:  # silence: nothing to align
             return stage_output(word_table(segments, words_frame([])), backend="none (empty transcript)")
-        result = whisperx.engine.align(segments, _audio(whisperx, media[key]), segments["language"].iloc[0])
+        result = whisperx.engine.align(segments, media_audio(whisperx, media[key]), segments["language"].iloc[0])
         return stage_output(word_table(result.segments, result.words), result.facts)
 
     results = run_stage(context, "alignment", transcript, align, storage.store, whisperx.free_memory)
@@ -128,9 +129,9 @@ def diarization(context: AssetExecutionContext, config: SuppliedDiarization, med
     def diarize(key: str, m: pd.DataFrame):
         if key in given:
             name, text = storage.store.supplied(key, "diarization")
-            result = whisperx.engine.supplied_diarization(name, text, _audio(whisperx, m))
+            result = whisperx.engine.supplied_diarization(name, text, media_audio(whisperx, m))
             return stage_output(result.turns, result.facts, origin=origin(name))
-        result = whisperx.engine.diarize(_audio(whisperx, m))
+        result = whisperx.engine.diarize(media_audio(whisperx, m))
         return stage_output(result.turns, result.facts, origin=origin(None))
 
     results = run_stage(context, "diarization", media, diarize, storage.store, whisperx.free_memory)
