@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 # Before anything imports pyannote or Hugging Face: no telemetry, no hub access in tests.
@@ -90,8 +91,8 @@ def deployment(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("deployment")
     (root / "library").mkdir()
-    with start_deployment(root, env={"SOURCE_ROOTS": f"{root / 'inbox'},{root / 'library'}"}) as running:
-        yield running
+    with shared("deployment") as stack:
+        yield stack.enter_context(start_deployment(root, env={"SOURCE_ROOTS": f"{root / 'inbox'},{root / 'library'}"}))
 
 
 @pytest.fixture(scope="session")
@@ -99,8 +100,8 @@ def s3_service():
     """The environment that points S3 clients at a throwaway S3-compatible server (SeaweedFS, ~3 s to start)."""
     from whisperx_assets.evaluation.stack import s3_server
 
-    with s3_server() as env:
-        yield env
+    with shared("s3_service") as stack:
+        yield stack.enter_context(s3_server())
 
 
 @pytest.fixture
@@ -124,10 +125,11 @@ def standin(tmp_path_factory):
     from whisperx_assets.evaluation.servers import Deployment, running
     from whisperx_assets_tests.test_faults import wait_for
 
-    with running(Deployment(tmp_path_factory.mktemp("standin"),
-                            env={"FETCH_ALLOW_PRIVATE_ADDRESSES": "1", "CALLBACK_DAGSTER_URL": "http://ui.test",
-                                 "VOICES_REFRESH_SECONDS": "0"},
-                            workspace="whisperx_assets_tests/standin_workspace.yaml")) as started:
+    with shared("standin") as stack:
+        started = stack.enter_context(running(Deployment(
+            tmp_path_factory.mktemp("standin"), workspace="whisperx_assets_tests/standin_workspace.yaml",
+            env={"FETCH_ALLOW_PRIVATE_ADDRESSES": "1", "CALLBACK_DAGSTER_URL": "http://ui.test",
+                 "VOICES_REFRESH_SECONDS": "0"})))
         deployment, instance = started
         wait_for(lambda: instance.fetch_materializations(AssetKey("voiceprints"), limit=1).records, 120,
                  "first voiceprints", deployment)
@@ -137,9 +139,47 @@ def standin(tmp_path_factory):
 # Fixtures that start servers or load real models: a test using one is `slow` (deselect with -m "not slow").
 SLOW_FIXTURES = {"deployment", "standin", "faults", "engine", "pipeline", "speech_config", "dialogue_transcript",
                  "sample_transcript"}
+# Servers shared by the tests of several modules. Those modules run one after another and each server stops after
+# the last test that uses it, not at the end of the session: an idle webserver and daemon still take a share of
+# this machine's two cores from every later test.
+SHARED_SERVERS = ("deployment", "standin", "s3_service")
+_open: dict[str, contextlib.ExitStack] = {}
+_last_user: dict[str, str] = {}
+
+
+@contextlib.contextmanager
+def shared(name: str):
+    """An exit stack for the shared server `name`, closed after its last test (or at the session's end)."""
+    with contextlib.ExitStack() as stack:
+        _open[name] = stack
+        yield stack
+    _open.pop(name, None)
+
+
+def uses(item, name: str) -> bool:
+    return name in getattr(item, "fixturenames", ())
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    # Whole modules move (their module-scoped fixtures set up once), in their own order otherwise.
+    first_server: dict[str, int] = {}
+    for item in items:
+        group = next((i for i, name in enumerate(SHARED_SERVERS) if uses(item, name)), len(SHARED_SERVERS))
+        first_server[item.module.__name__] = min(group, first_server.get(item.module.__name__, group))
+    items.sort(key=lambda item: first_server[item.module.__name__])
+
+
+def pytest_collection_finish(session):
+    for item in session.items:  # after deselection
+        for name in SHARED_SERVERS:
+            if uses(item, name):
+                _last_user[name] = item.nodeid
+
+
+def pytest_runtest_teardown(item, nextitem):
+    for name, nodeid in _last_user.items():
+        if nodeid == item.nodeid and name in _open:
+            _open.pop(name).close()

@@ -1,5 +1,5 @@
 """Orchestration at scale: a burst of 1,000 short files dropped into the inbox of a real webserver and daemon
-goes through the whole pipeline (all six assets) with the stand-in engine (`standin.py`) instead of the
+goes through the whole pipeline (every per-file asset) with the stand-in engine (`standin.py`) instead of the
 models: this tests the sensor, batching, run queue, pools, IO manager and store, not the speech stages.
 
 Asserted: every file has each asset materialized exactly once (nothing lost, nothing doubled), every run

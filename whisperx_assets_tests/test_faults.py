@@ -36,20 +36,24 @@ def fault_deployment(root: Path, env: dict | None = None):
         yield started
 
 
-@pytest.fixture(scope="module")
-def faults(tmp_path_factory):
-    """One deployment on the embedded default instance (SQLite) for the fault tests."""
-    with fault_deployment(tmp_path_factory.mktemp("faults")) as running:
-        yield running
+# The embedded default; the scale-out stack (runs, events and run monitoring in a real PostgreSQL server, the inbox
+# and the store in buckets of a real S3-compatible server).
+STACKS = ("sqlite-local", "postgres-s3")
 
 
 @pytest.fixture(scope="module")
-def scale_out_faults(tmp_path_factory):
-    """The same on the scale-out stack: runs, events and run monitoring in a real PostgreSQL server, the inbox
-    and the store in buckets of a real S3-compatible server."""
+def faults(request, tmp_path_factory):
+    """One deployment on one of the STACKS (the test's parameter; sqlite-local unless given), shared by the
+    module's tests on that stack. Tests are grouped by stack, so one deployment runs at a time."""
+    stack = getattr(request, "param", "sqlite-local")
+    root = tmp_path_factory.mktemp(stack)
+    if stack == "sqlite-local":
+        with fault_deployment(root) as running:
+            yield running
+        return
     with postgres_server() as url, s3_server() as s3, environment(s3):
         env = {"DAGSTER_POSTGRES_URL": url, **s3, "INBOX_URL": "s3://faults/inbox", "STORAGE_URL": "s3://faults/store"}
-        with fault_deployment(tmp_path_factory.mktemp("scale-out-faults"), env) as running:
+        with fault_deployment(root, env) as running:
             instance = running[1]
             assert type(instance.run_storage).__name__ == "PostgresRunStorage"
             assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
@@ -57,8 +61,9 @@ def scale_out_faults(tmp_path_factory):
 
 
 # Crash recovery also on the scale-out stack: where the instance keeps its state and the store its files is
-# what these two rely on most.
-BOTH_STACKS = pytest.mark.parametrize("stack", ["faults", "scale_out_faults"], ids=["sqlite-local", "postgres-s3"])
+# what these two rely on most. The other tests name sqlite-local too, so that pytest groups them with these.
+BOTH_STACKS = pytest.mark.parametrize("faults", list(STACKS), indirect=True)
+SQLITE_LOCAL = pytest.mark.parametrize("faults", ["sqlite-local"], indirect=True)
 
 
 def drop(deployment: Deployment, source: Path, name: str) -> str:
@@ -126,10 +131,10 @@ def retry_of(instance: DagsterInstance, run_id: str):
 
 
 @BOTH_STACKS
-def test_run_worker_killed_mid_stage(request, stack, short_dialogue):
+def test_run_worker_killed_mid_stage(faults, short_dialogue):
     """SIGKILL the run process while it transcribes: the code server reports the run failed, Dagster's run
     retry re-executes it from the failed step; `media` is not redone."""
-    deployment, instance = request.getfixturevalue(stack)
+    deployment, instance = faults
     key = drop(deployment, short_dialogue.path, "worker-killed.wav")
     run = wait_for(lambda: step_running(instance, key, "transcript"), 180, "transcript started", deployment)
     time.sleep(1.0)
@@ -150,12 +155,12 @@ def test_run_worker_killed_mid_stage(request, stack, short_dialogue):
 
 
 @BOTH_STACKS
-def test_whole_deployment_killed_mid_batch_then_restarted(request, stack, dialogue, sample, short_dialogue):
+def test_whole_deployment_killed_mid_batch_then_restarted(faults, sample, short_dialogue):
     """SIGKILL every process (power loss) while a batch run transcribes its second file; start the deployment
     again. Run monitoring finds the run's worker gone and marks it failed, its `gpu` slot is freed, the run
     retry resumes it and keeps the first file's finished transcript; a file dropped after the restart runs."""
-    deployment, instance = request.getfixturevalue(stack)
-    keys = deployment.drop((dialogue.path, "power-a.wav"), (sample.path, "power-b.wav"))
+    deployment, instance = faults
+    keys = deployment.drop((short_dialogue.path, "power-a.wav"), (sample.path, "power-b.wav"))
     first = deployment.storage / "transcript" / f"{keys[0]}.parquet"
     run = wait_for(lambda: first.exists() and step_running(instance, keys[1], "transcript"), 240,
                    "first file transcribed, second in progress", deployment, poll=0.1)
@@ -182,6 +187,7 @@ def test_whole_deployment_killed_mid_batch_then_restarted(request, stack, dialog
           f"(and one dropped after the restart) done in {recovered:.1f} s; redone: the second file's transcript")
 
 
+@SQLITE_LOCAL
 def test_daemon_killed_while_files_are_pending(faults, short_dialogue):
     """SIGKILL the daemon alone while a run transcribes and before another file is picked up: the run goes on
     under its code server and is not mistaken for a crashed one; the restarted daemon picks up the new file."""
@@ -203,6 +209,7 @@ def test_daemon_killed_while_files_are_pending(faults, short_dialogue):
           "after the daemon restart; nothing redone")
 
 
+@SQLITE_LOCAL
 def test_code_server_killed_mid_stage(faults, dialogue, short_dialogue):
     """SIGKILL the daemon's code servers while a run transcribes: the run worker lives on and finishes (run
     monitoring sees it alive, so it is not failed or run twice); the daemon starts a new code server and the
@@ -233,6 +240,7 @@ def cmdline(pid: int) -> bytes:
         return b""
 
 
+@SQLITE_LOCAL
 def test_file_vanishing_before_ingestion(faults, short_dialogue):
     """A file deleted from the inbox after the sensor registered it but before its run ingests it: that file
     fails once with a clear reason; the other file of the batch is done, keeping its finished `media`."""
@@ -271,6 +279,7 @@ mutation ($parent: String!) {
 }"""
 
 
+@SQLITE_LOCAL
 def test_store_full_then_freed(faults, short_dialogue):
     """The store's subtitles folder is a full tmpfs: the step retries, then fails naming the cause, with no
     partial file; once space is freed, re-executing the run from failure finishes the file without redoing

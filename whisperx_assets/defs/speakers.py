@@ -1,11 +1,13 @@
-"""Keeping the names current: `speakers_sensor` refreshes `voiceprints` when SPEAKERS_DIR changes and `voices`
-when files have been embedded since its last refresh, then re-runs `speaker_names`, `combined` and `subtitles`
-of the files whose names that changed (every named file after an enrollment change; the files whose voices now
-recur after a `voices` refresh). Transcription, alignment and diarization are never re-run for it.
+"""Keeping the names current: `speakers_sensor` refreshes `voiceprints` when SPEAKERS_DIR differs from the
+enrollment its latest materialization was built from, and `voices` when files were embedded after those its latest
+materialization took in; then it re-runs `speaker_names`, `combined` and `subtitles` of the files whose names that
+changed (every named file after an enrollment change; the files whose voices now recur after a `voices`
+refresh). Transcription, alignment and diarization are never re-run for it.
 
-Each request has a run key made from what it answers (the enrollment's fingerprint, the storage id of the
-materialization it follows), so a tick evaluated again after a crash requests nothing twice; the cursor keeps
-those ids (a few dozen bytes)."""
+One refresh at a time: none while a `refresh_speakers` run is unfinished, so a failed refresh is simply still due
+(requested again once VOICES_REFRESH_SECONDS have passed since it failed). Re-naming runs have run keys made from
+the materialization they follow, so a tick evaluated again after a crash requests nothing twice; the cursor keeps
+those storage ids and the time of the last `voices` request (a few dozen bytes)."""
 
 
 import json
@@ -28,8 +30,10 @@ refresh_speakers_job = define_asset_job(
 
 RELABELED = [AssetKey(name) for name in ("speaker_names", "combined", "subtitles")]
 RELABEL_TAG = "whisperx_assets/relabel"  # on the runs that re-name files: what changed
+REFRESH_TAG = "whisperx_assets/refresh"  # on the refresh runs: the asset they rebuild (voiceprints or voices)
 UNFINISHED = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
-              DagsterRunStatus.STARTED]
+              DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
+STOPPED = [DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
 
 
 def latest(instance, asset: str):
@@ -61,31 +65,65 @@ def relabel_requests(keys: set[str], order: list[str], why: str, settings: Pipel
     return requests
 
 
+def metadata_value(record, key: str, default=None):
+    """The value of `key` in the metadata of the materialization `record` (None: none yet), else `default`."""
+    entry = record.asset_materialization.metadata.get(key) if record is not None else None
+    return default if entry is None else entry.value
+
+
+def failed_recently(instance, asset: str, seconds: float) -> bool:
+    """Whether the latest refresh run of `asset` failed (or was cancelled) less than `seconds` ago: a refresh that
+    keeps failing is retried at that pace, not every tick."""
+    records = instance.get_run_records(RunsFilter(job_name=refresh_speakers_job.name, tags={REFRESH_TAG: asset}),
+                                       limit=1)
+    if not records or records[0].dagster_run.status not in STOPPED:
+        return False
+    ended = records[0].end_time or records[0].update_timestamp.timestamp()
+    return time.time() - ended < seconds
+
+
+def refresh_request(asset: str) -> RunRequest:
+    # No run key: whether a refresh is due comes from the materializations, and none is requested while a refresh
+    # run is unfinished; a tick's requests are stored with reserved run ids before they are submitted (an
+    # interrupted tick is resumed from those), so none is launched twice. A run key would be spent by a run
+    # that fails, and the same enrollment or embeddings can need a refresh again.
+    return RunRequest(job_name=refresh_speakers_job.name, asset_selection=[AssetKey(asset)],
+                      tags={REFRESH_TAG: asset})
+
+
+def due_refresh(instance, named, grouped, cursor: dict, settings: PipelineSettings) -> RunRequest | None:
+    """The refresh to request now, if any: `voiceprints` first. Call it only while no refresh run is unfinished,
+    and with the latest `voiceprints` and `voices` read after checking that (a run ending in between would
+    otherwise be requested again)."""
+    wait = settings.voices_refresh_seconds
+    if fingerprint(location(settings.speakers_dir)) != metadata_value(named, "enrollment") and \
+            not failed_recently(instance, "voiceprints", wait):
+        return refresh_request("voiceprints")
+    embedded = latest(instance, "speaker_embeddings")
+    # Not more often than VOICES_REFRESH_SECONDS: a burst of files is grouped by a few refreshes instead of one per
+    # finished run, each a run process competing with the burst's.
+    if embedded is not None and embedded.storage_id > metadata_value(grouped, "embedded_through", 0) and \
+            time.time() - cursor.get("voices_requested", 0) >= wait and not failed_recently(instance, "voices", wait):
+        cursor["voices_requested"] = time.time()
+        return refresh_request("voices")
+    return None
+
+
 @sensor(jobs=[refresh_speakers_job, process_media_job], minimum_interval_seconds=PipelineSettings().sensor_interval,
         default_status=DefaultSensorStatus.RUNNING)
 def speakers_sensor(context: SensorEvaluationContext):
-    """Refresh voiceprints and voices when their sources changed; re-name the files whose names changed."""
+    """Refresh voiceprints or voices when their sources changed since they were built; re-name the files whose
+    names changed."""
     settings, instance = PipelineSettings(), context.instance
     cursor = json.loads(context.cursor) if context.cursor else {}
     requests = []
 
-    enrollment = fingerprint(location(settings.speakers_dir))
-    if enrollment != cursor.get("enrollment"):
-        requests.append(RunRequest(run_key=f"voiceprints-{enrollment}", job_name=refresh_speakers_job.name,
-                                   asset_selection=[AssetKey("voiceprints")]))
-        cursor["enrollment"] = enrollment
-    embedded = latest(instance, "speaker_embeddings")
-    # One refresh at a time, and not more often than VOICES_REFRESH_SECONDS: a burst of files is grouped by a few
-    # refreshes instead of one per finished run, each a run process competing with the burst's.
-    if embedded is not None and embedded.storage_id > cursor.get("embedded", 0) and \
-            time.time() - cursor.get("voices_requested", 0) >= settings.voices_refresh_seconds and \
-            not instance.get_runs(RunsFilter(job_name=refresh_speakers_job.name, statuses=UNFINISHED), limit=1):
-        requests.append(RunRequest(run_key=f"voices-{embedded.storage_id}", job_name=refresh_speakers_job.name,
-                                   asset_selection=[AssetKey("voices")]))
-        cursor.update(embedded=embedded.storage_id, voices_requested=time.time())
+    refreshing = instance.get_runs(RunsFilter(job_name=refresh_speakers_job.name, statuses=UNFINISHED), limit=1)
+    named, grouped = latest(instance, "voiceprints"), latest(instance, "voices")
+    if not refreshing and (refresh := due_refresh(instance, named, grouped, cursor, settings)) is not None:
+        requests.append(refresh)
 
     order = instance.get_dynamic_partitions(media_files.name)
-    named = latest(instance, "voiceprints")
     if named is not None and named.storage_id > cursor.get("voiceprints", 0):
         # the names change only if the enrollment does (before the first refresh, nobody was enrolled)
         if named.asset_materialization.tags.get("dagster/data_version") != \
@@ -94,7 +132,6 @@ def speakers_sensor(context: SensorEvaluationContext):
             requests += relabel_requests(set(done), order, f"voiceprints-{named.storage_id}", settings)
         cursor["voiceprints"] = named.storage_id
         cursor["voiceprints_version"] = named.asset_materialization.tags.get("dagster/data_version")
-    grouped = latest(instance, "voices")
     if grouped is not None and grouped.storage_id > cursor.get("voices", 0):
         metadata = grouped.asset_materialization.metadata
         changed = set(metadata["relabel"].value) if "relabel" in metadata else set()

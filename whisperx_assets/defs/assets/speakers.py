@@ -15,7 +15,7 @@ import json
 import time
 
 import pandas as pd
-from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, AssetKey, DataVersion, MaterializeResult, MetadataValue, Output, asset
 
 from whisperx_assets.defs.assets.metadata import frame_metadata, record, stage_output
 from whisperx_assets.defs.assets.speech import GPU_POOL, Frames, media_audio
@@ -25,7 +25,7 @@ from whisperx_assets.defs.partitions import media_files
 from whisperx_assets.defs.resources import MediaStoreResource, WhisperXResource
 from whisperx_assets.defs.settings import PipelineSettings
 from whisperx_assets.defs.stage_guard import run_stage
-from whisperx_assets.inputs.enrollment import enrolled
+from whisperx_assets.inputs.enrollment import enrolled, fingerprint
 from whisperx_assets.inputs.sources import location
 from whisperx_assets.inputs.store import MediaStore
 from whisperx_assets.speech.errors import MediaError
@@ -86,9 +86,12 @@ def speaker_names(context: AssetExecutionContext, speaker_embeddings: Frames, st
 def voiceprints(context: AssetExecutionContext, whisperx: WhisperXResource,
                 storage: MediaStoreResource) -> MaterializeResult:
     """The people enrolled under SPEAKERS_DIR, a voiceprint each from their clips, and the voices named after
-    them. A clip that cannot be decoded is left out and named in the metadata."""
+    them. A clip that cannot be decoded is left out and named in the metadata. Its `enrollment` is the folder's
+    fingerprint, taken before reading it: a change meanwhile makes `speakers_sensor` refresh it again."""
     rows, refused = [], {}
-    for person, found in enrolled(location(PipelineSettings().speakers_dir)).items():
+    root = location(PipelineSettings().speakers_dir)
+    enrollment = fingerprint(root)
+    for person, found in enrolled(root).items():
         clips = []
         for clip in found.clips:
             try:
@@ -103,7 +106,8 @@ def voiceprints(context: AssetExecutionContext, whisperx: WhisperXResource,
         {"name": "string", "clips": "int64", "seconds": "float64", "voice_ids": "string"})
     path = storage.store.write_collection("voiceprints", frame)
     return MaterializeResult(metadata={"path": MetadataValue.path(str(path)), "refused_clips": refused,
-                                       **frame_metadata(frame)}, data_version=DataVersion(voiceprints_version(rows)))
+                                       "enrollment": enrollment, **frame_metadata(frame)},
+                             data_version=DataVersion(voiceprints_version(rows)))
 
 
 def voiceprints_version(rows: list[dict]) -> str:
@@ -116,8 +120,12 @@ def voiceprints_version(rows: list[dict]) -> str:
 @asset(group_name="speakers", code_version=code_version("voices"), kinds={"parquet"}, deps=[speaker_embeddings])
 def voices(context: AssetExecutionContext, storage: MediaStoreResource) -> MaterializeResult:
     """Speakers of different files that are one voice, under one stable id (VOICE_0007). Each refresh adds the
-    files embedded since the last one (existing members keep their voice) and drops deleted files."""
+    files embedded since the last one (existing members keep their voice) and drops deleted files. Its
+    `embedded_through` is the latest `speaker_embeddings` materialization when it started (its storage id), read
+    before listing the store: every file embedded by then is taken in."""
     store = storage.store
+    embedded = context.instance.fetch_materializations(AssetKey("speaker_embeddings"), limit=1).records
+    embedded_through = embedded[0].storage_id if embedded else 0
     before = collection(store, "voices", MEMBER_COLUMNS)
     keys = set(store.keys_with("speaker_embeddings"))
     kept = before[before["partition"].isin(keys)]
@@ -136,7 +144,7 @@ def voices(context: AssetExecutionContext, storage: MediaStoreResource) -> Mater
         "path": MetadataValue.path(str(path)), "voices": int(files.size), "recurring_voices": int((files > 1).sum()),
         "members": len(members), "added_files": len(added), "dropped_files": int(before["partition"].nunique()
                                                                                  - kept["partition"].nunique()),
-        "relabel": MetadataValue.json(relabel), **frame_metadata(members)})
+        "relabel": MetadataValue.json(relabel), "embedded_through": embedded_through, **frame_metadata(members)})
 
 
 def forget_voices(store: MediaStore, keys: list[str]) -> int:
