@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from dagster import DagsterInstance, asset, materialize
+from dagster import asset, materialize
 from dagster._core.events import EngineEventData
 from dagster._core.launcher import WorkerStatus
 from dagster._core.storage.tags import GRPC_INFO_TAG
@@ -21,12 +21,6 @@ from whisperx_assets.defs.launcher import (IN_PROCESS_PID_TAG, START_TOLERANCE_S
 @asset
 def trivial():
     return 1
-
-
-@pytest.fixture
-def instance():
-    with DagsterInstance.ephemeral() as instance:
-        yield instance
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import os
 import time
 
 import pytest
-from dagster import AssetKey, DagsterInstance, SensorResult, build_sensor_context
+from dagster import AssetKey, SensorResult, build_sensor_context
 
 from whisperx_assets.definitions import defs
 from whisperx_assets.defs.jobs import RANGE_END, RANGE_START, RESUME_FROM, process_media_job, run_keys
@@ -26,12 +26,6 @@ def inbox(tmp_path, monkeypatch):
     monkeypatch.setenv("SENSOR_SETTLE_SECONDS", "2")
     monkeypatch.setenv("BATCH_MAX_AUDIO_SECONDS", "0")  # stand-in bytes declare no duration (see the probe tests)
     return folder
-
-
-@pytest.fixture
-def instance():
-    with DagsterInstance.ephemeral() as instance:
-        yield instance
 
 
 def drop(path, data=b"RIFF....WAVEfmt ", age=10.0):

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from dagster import (AssetKey, AssetMaterialization, DagsterInstance, DagsterRunStatus, DefaultSensorStatus,
+from dagster import (AssetKey, AssetMaterialization, DagsterRunStatus, DefaultSensorStatus,
                      MetadataValue, build_sensor_context, materialize)
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from dagster._core.events import DagsterEvent, DagsterEventType
@@ -41,12 +41,6 @@ def speakers(tmp_path, monkeypatch):
     monkeypatch.setenv("STORAGE_URL", str(tmp_path / "store"))
     monkeypatch.setenv("VOICES_REFRESH_SECONDS", "0")
     return folder
-
-
-@pytest.fixture
-def instance():
-    with DagsterInstance.ephemeral() as instance:
-        yield instance
 
 
 @pytest.fixture
