@@ -10,6 +10,7 @@ the materialization they follow, so a tick evaluated again after a crash request
 those storage ids and the time of the last `voices` request (a few dozen bytes)."""
 
 
+import functools
 import json
 import time
 
@@ -123,18 +124,20 @@ def speakers_sensor(context: SensorEvaluationContext):
     if not refreshing and (refresh := due_refresh(instance, named, grouped, cursor, settings)) is not None:
         requests.append(refresh)
 
-    order = instance.get_dynamic_partitions(media_files.name)
+    # every partition key, read only when files are re-named (a tick with nothing to do stays cheap at 100k files)
+    order = functools.cache(lambda: instance.get_dynamic_partitions(media_files.name))
     if named is not None and named.storage_id > cursor.get("voiceprints", 0):
         # the names change only if the enrollment does (before the first refresh, nobody was enrolled)
         if named.asset_materialization.tags.get("dagster/data_version") != \
                 cursor.get("voiceprints_version", voiceprints_version([])):
             done = instance.get_materialized_partitions(AssetKey("speaker_names"))
-            requests += relabel_requests(set(done), order, f"voiceprints-{named.storage_id}", settings)
+            requests += relabel_requests(set(done), order(), f"voiceprints-{named.storage_id}", settings)
         cursor["voiceprints"] = named.storage_id
         cursor["voiceprints_version"] = named.asset_materialization.tags.get("dagster/data_version")
     if grouped is not None and grouped.storage_id > cursor.get("voices", 0):
         metadata = grouped.asset_materialization.metadata
         changed = set(metadata["relabel"].value) if "relabel" in metadata else set()
-        requests += relabel_requests(changed, order, f"voices-{grouped.storage_id}", settings)
+        if changed:
+            requests += relabel_requests(changed, order(), f"voices-{grouped.storage_id}", settings)
         cursor["voices"] = grouped.storage_id
     return SensorResult(run_requests=requests, cursor=json.dumps(cursor, separators=(",", ":")))

@@ -277,6 +277,18 @@ def test_materializations_of_other_assets_request_nothing(speakers, instance):
     assert quiet.run_requests == [] and quiet.cursor == cursor
 
 
+def test_a_tick_with_nothing_to_re_name_does_not_read_every_partition_key(speakers, instance, monkeypatch):
+    cursor = settled(instance)
+    with_names(instance)
+    built_voices(instance, relabel=[])
+
+    def every_key(*args):
+        raise AssertionError("read every partition key")
+
+    monkeypatch.setattr(instance, "get_dynamic_partitions", every_key)
+    evaluate(instance, cursor)
+
+
 def test_new_embeddings_refresh_voices_until_they_are_taken_in(speakers, instance):
     cursor = settled(instance)
     instance.add_dynamic_partitions(media_files.name, ["a", "b"])
