@@ -469,14 +469,13 @@ class WhisperXClient(DagsterGraphQLClient):
         runs = {node["latestRunForPartition"]["runId"]: node["latestRunForPartition"]["creationTime"]
                 for node in self.query(LATEST_RUN_FOR_PARTITION, {"key": key})["assetNodes"]
                 if node["latestRunForPartition"]}
-        newest_first = sorted(runs, key=runs.get, reverse=True)
-        details = (self.run(run_id) for run_id in newest_first)  # read one at a time: usually the first will do
-        first = None
-        for run in details:
-            first = first or run
+        newest = None
+        for run_id in sorted(runs, key=runs.get, reverse=True):  # read one at a time: usually the first will do
+            run = self.run(run_id)
             if RELABEL_TAG not in run["tags"]:
                 return run
-        return first
+            newest = newest or run
+        return newest
 
     def partition_runs(self, key: str, limit: int = 1000) -> list[dict]:
         """Runs processing partition `key`, newest first, tags as a dict: all of its own, and the batch runs over

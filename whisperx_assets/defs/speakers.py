@@ -18,7 +18,7 @@ from dagster import (AssetKey, AssetSelection, DagsterRunStatus, DefaultSensorSt
                      SensorEvaluationContext, SensorResult, define_asset_job, sensor)
 
 from whisperx_assets.defs.assets import COLLECTION_ASSETS
-from whisperx_assets.defs.assets.speakers import voiceprints_version
+from whisperx_assets.defs.assets.speakers import latest, voiceprints_version
 from whisperx_assets.defs.jobs import batches, process_media_job, process_media_request
 from whisperx_assets.defs.partitions import media_files
 from whisperx_assets.defs.settings import PipelineSettings
@@ -35,12 +35,6 @@ REFRESH_TAG = "whisperx_assets/refresh"  # on the refresh runs: the asset they r
 UNFINISHED = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
               DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 STOPPED = [DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
-
-
-def latest(instance, asset: str):
-    """The latest materialization record of `asset`, or None."""
-    records = instance.fetch_materializations(AssetKey(asset), limit=1).records
-    return records[0] if records else None
 
 
 def contiguous_runs(keys: set[str], order: list[str]) -> list[list[str]]:

@@ -21,7 +21,7 @@ PERSON_NAME = re.compile(r"[^\x00-\x1f\x7f/\\.][^\x00-\x1f\x7f/\\]{0,99}")
 
 def checked_name(name: str) -> str:
     name = name.strip()
-    if not PERSON_NAME.fullmatch(name):
+    if not usable_name(name):
         raise ValueError(f"{name!r} is not a usable person name: 1-100 characters, no slashes or control "
                          "characters, not starting with a dot")
     return name

@@ -52,6 +52,12 @@ def speaker_embeddings(context: AssetExecutionContext, media: Frames, diarizatio
     return Output({key: record(context, key, out) for key, out in results.items()})
 
 
+def latest(instance, asset: str):
+    """The latest materialization record of `asset`, or None."""
+    records = instance.fetch_materializations(AssetKey(asset), limit=1).records
+    return records[0] if records else None
+
+
 def collection(store: MediaStore, name: str, columns: list[str]) -> pd.DataFrame:
     table = store.read_collection(name)
     return pd.DataFrame(columns=columns) if table is None else table
@@ -124,8 +130,8 @@ def voices(context: AssetExecutionContext, storage: MediaStoreResource) -> Mater
     `embedded_through` is the latest `speaker_embeddings` materialization when it started (its storage id), read
     before listing the store: every file embedded by then is taken in."""
     store = storage.store
-    embedded = context.instance.fetch_materializations(AssetKey("speaker_embeddings"), limit=1).records
-    embedded_through = embedded[0].storage_id if embedded else 0
+    embedded = latest(context.instance, "speaker_embeddings")
+    embedded_through = embedded.storage_id if embedded else 0
     before = collection(store, "voices", MEMBER_COLUMNS)
     keys = set(store.keys_with("speaker_embeddings"))
     kept = before[before["partition"].isin(keys)]
